@@ -82,8 +82,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX) for oneDNN."""
+    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX).
+
+    Without it oneDNN emulates bf16 and autocast makes training slower (measured: 3x slower
+    for the wide conv model on an AVX-512 Xeon without BF16), so ``precision="auto"`` stays fp32.
+    """
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - older builds lack the op
-        return False
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

@@ -46,7 +46,10 @@ class Dataset:
                 f"{self.name}: train samples have shape {self.x_train.shape[1:]} but test "
                 f"samples {self.x_test.shape[1:]}"
             )
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        for split, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
             if y is not None and len(y) != len(x):
                 raise DataError(
                     f"{self.name}: {len(x)} {split} samples but {len(y)} {split} labels"
@@ -144,7 +147,9 @@ def encode_labels(y: np.ndarray, name: str = "y") -> tuple[np.ndarray, tuple[str
         return y.astype(np.int64), None
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{name} must hold whole-number class labels, got fractional/NaN values")
+            raise DataError(
+                f"{name} must hold whole-number class labels, got fractional/NaN values"
+            )
         return y.astype(np.int64), None
     raise DataError(f"{name} has unsupported label dtype {y.dtype}")
 

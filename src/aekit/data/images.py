@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -10,11 +11,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from aekit.data.arrayfile import load_array_file
 from aekit.data.preprocess import as_images, to_float01
 from aekit.errors import ConfigError, DataError, DataFileError
 
 __all__ = [
     "convert_channels",
+    "has_image_suffix",
     "load_images",
     "read_image",
     "read_image_folder",
@@ -25,6 +28,16 @@ logger = logging.getLogger(__name__)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
 _GRAY_MODES = {"1", "L", "LA", "La", "P;L"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+@functools.cache
+def _image_suffixes() -> frozenset[str]:
+    return frozenset(Image.registered_extensions())  # ".png", ".jpg", ... (loads plugins once)
+
+
+def has_image_suffix(path: str | os.PathLike) -> bool:
+    """True when the file name ends in a suffix Pillow knows (``.png``, ``.jpg``, ...)."""
+    return Path(path).suffix.lower() in _image_suffixes()
 
 
 def _check_options(
@@ -105,8 +118,10 @@ def read_image(
             "out of the folder or convert it"
         ) from exc
     except OSError as exc:
-        raise DataFileError(f"{path} could not be read as an image ({exc}): is it truncated?") from exc
-    x = (arr[None, None] if arr.ndim == 2 else arr.transpose(2, 0, 1)[None])  # (1, C, H, W)
+        raise DataFileError(
+            f"{path} could not be read as an image ({exc}); re-save it or move it away"
+        ) from exc
+    x = arr[None, None] if arr.ndim == 2 else arr.transpose(2, 0, 1)[None]  # (1, C, H, W)
     if channels is not None:
         x = convert_channels(x, channels)
     if size is not None:
@@ -121,7 +136,9 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str
     dirs = [p for p in entries if p.is_dir()]
     if files:
         if dirs:
-            logger.info("%s: loading its %d files, ignoring %d subfolders", folder, len(files), len(dirs))
+            logger.info(
+                "%s: loading its %d files, ignoring %d subfolders", folder, len(files), len(dirs)
+            )
         return files, None, None
     if not dirs:
         raise DataError(f"no images found in {folder}: the folder is empty")
@@ -130,9 +147,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str
     for label, d in enumerate(dirs):
         found = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
-            raise DataError(
-                f"no images found in class folder {d}: add images to it or remove it"
-            )
+            raise DataError(f"no images found in class folder {d}: add images to it or remove it")
         paths += found
         labels += [label] * len(found)
     return paths, labels, tuple(d.name for d in dirs)
@@ -195,33 +210,6 @@ def _read_array_file(path: Path) -> np.ndarray:
     )
 
 
-def load_array_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Arrays from a .npy (key ``"x"``) or .npz file, never unpickling objects."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as loaded:  # type: ignore[union-attr]
-            return {k: loaded[k] for k in loaded.files}
-    except AttributeError:  # a .npy gives a plain array, which is no context manager
-        pass
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFileError(_array_error(path, exc)) from exc
-    except Exception as exc:  # zipfile.BadZipFile and friends from a damaged .npz
-        raise DataFileError(_array_error(path, exc)) from exc
-    try:
-        return {"x": np.load(path, allow_pickle=False)}
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFileError(_array_error(path, exc)) from exc
-
-
-def _array_error(path: Path, exc: Exception) -> str:
-    if "allow_pickle" in str(exc):
-        return (
-            f"{path} holds Python objects, which aekit never unpickles (it could run code): "
-            "save plain numeric arrays with np.save / np.savez"
-        )
-    return f"{path} could not be read as a numpy .npy/.npz file ({exc}): is it truncated?"
-
-
 def load_images(
     path: str | os.PathLike,
     *,
@@ -269,4 +257,9 @@ def load_images(
             x = resize_images(x, size)
         width = len(str(len(x) - 1))
         return x, [f"{path.stem}_{i:0{width}d}" for i in range(len(x))]
+    if not has_image_suffix(path):
+        raise DataFileError(
+            f"{path}: unsupported file type {path.suffix or '(no suffix)'}; pass an image "
+            "(PNG, JPEG, ...), a folder of images or a .npy/.npz file"
+        )
     return read_image(path, size=size, channels=channels)[None], [path.name]

@@ -108,9 +108,8 @@ def to_float01(x: Any, *, name: str = "X") -> np.ndarray:
     """
     arr = _asarray(x, name)
     if arr.dtype in _FULL_SCALE:
-        out = arr.astype(np.float32, order="C")
-        out /= np.float32(_FULL_SCALE[arr.dtype])
-        return out
+        scale = np.float32(_FULL_SCALE[arr.dtype])
+        return np.divide(arr, scale, dtype=np.float32, order="C")  # one pass
     if arr.dtype.kind == "b":
         return arr.astype(np.float32, order="C")
     if arr.dtype.kind in "iu":
@@ -164,9 +163,7 @@ def _to_channels_first(arr: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def as_images(
-    x: Any, image_shape: Sequence[int] | None = None, *, name: str = "X"
-) -> np.ndarray:
+def as_images(x: Any, image_shape: Sequence[int] | None = None, *, name: str = "X") -> np.ndarray:
     """Return images as C-contiguous float32 of shape (N, C, H, W) with values in [0, 1].
 
     Parameters

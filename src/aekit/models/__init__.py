@@ -10,14 +10,18 @@ from .registry import (
     create_model,
     list_models,
     list_presets,
+    load_weights,
     model_class,
     model_description,
     model_from_config,
+    model_from_meta,
+    model_meta,
     register_model,
 )
 
 __all__ = [
     "AEOutput", "Autoencoder", "ConvAE", "ConvAEConfig", "DenseAE", "DenseAEConfig", "Sparsity",
     "build_config", "config_to_dict", "create_model", "list_models", "list_presets", "model_class",
-    "model_description", "model_from_config", "register_model",
+    "model_description", "model_from_config", "model_from_meta", "model_meta", "load_weights",
+    "register_model",
 ]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-
-import torch
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, ModelFileError, UnknownNameError
 
 _MODELS: dict[str, type[nn.Module]] = {}
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
@@ -110,3 +110,37 @@ def model_from_config(name: str, config: dict[str, Any]) -> nn.Module:
 def config_to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config dataclass."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def model_meta(model: nn.Module) -> dict[str, Any]:
+    """The JSON that rebuilds ``model``: its registered name and config."""
+    name = getattr(model, "model_name", None)
+    if not name or name not in _MODELS or not hasattr(model, "config"):
+        raise ConfigError(f"{type(model).__name__} is not a registered aekit model; cannot save it")
+    return {"model_name": name, "model_config": config_to_dict(model.config)}
+
+
+def model_from_meta(doc: dict[str, Any], where: str) -> nn.Module:
+    """Rebuild the model described by saved JSON, with errors that name the file."""
+    try:
+        return model_from_config(doc["model_name"], doc["model_config"])
+    except UnknownNameError as err:
+        raise ModelFileError(f"{where}: {err}") from err
+    except KeyError as err:
+        raise ModelFileError(f"{where}: aekit.json lacks the field {err}") from err
+    except (ConfigError, TypeError, ValueError, AttributeError) as err:
+        raise ModelFileError(f"{where}: aekit.json holds an invalid model config ({err})") from err
+
+
+def load_weights(model: nn.Module, tensors: dict[str, Any], where: str) -> nn.Module:
+    """Load the ``model.``-prefixed tensors into ``model``; a mismatch is a clear error."""
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        msg = " ".join(str(err).split())[:300]
+        raise ModelFileError(
+            f"{where}: the weights do not fit the model described in aekit.json ({msg}); "
+            "was aekit.json edited, or the weights copied from another model?"
+        ) from err
+    return model.eval()

@@ -18,7 +18,8 @@ def reconstruct_batches(
     model.eval()
     p = next(model.parameters())
     x = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x.float()
-    fn = {"reconstruct": model.reconstruct, "encode": model.encode, "logits": lambda b: model.decode(model.encode(b))}[what]
+    fns = {"reconstruct": model.reconstruct, "encode": model.encode, "logits": lambda b: model.decode(model.encode(b))}
+    fn = fns[what]
     outs = [fn(x[i : i + batch_size].to(p.device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0,), np.float32)
 

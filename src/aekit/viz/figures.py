@@ -151,8 +151,9 @@ def _per_column(values, n_images: int, ncols: int, what: str) -> list[str] | Non
     if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
         raise DataError(f"{what} must be a sequence with one entry per image")
     values = list(values)
-    if len(values) not in (n_images, ncols) and len(values) < ncols:
-        raise DataError(f"{what} has {len(values)} entries; need one per image ({n_images})")
+    if len(values) not in (n_images, ncols):
+        shown = f" or one per image shown ({ncols})" if ncols != n_images else ""
+        raise DataError(f"{what} has {len(values)} entries; give one per image ({n_images}){shown}")
     return [_fmt(v) for v in values[:ncols]]
 
 
@@ -219,7 +220,9 @@ def _grid_figure(
     label_w = max((_text_size_in(s, _LABEL_PT)[0] for s in row_labels or [] if s), default=0.0)
     label_w += 0.12 if label_w else 0.0
 
-    fig_w = 2 * _PAD_IN + label_w + ncols * cell_w + (ncols - 1) * _GAP_IN
+    grid_w = label_w + ncols * cell_w + (ncols - 1) * _GAP_IN
+    title_w = _text_size_in(title, _TITLE_PT)[0] if title else 0.0
+    fig_w = 2 * _PAD_IN + max(grid_w, title_w + 0.1)  # a long title widens the figure
     fig_h = (
         2 * _PAD_IN + title_h + header_h + nrows * cell_h + sum(caption_h) + (nrows - 1) * _GAP_IN
     )
@@ -228,10 +231,10 @@ def _grid_figure(
     def put(x_in, y_in, s, **kw):  # text at a position given in inches from the bottom left
         fig.text(x_in / fig_w, y_in / fig_h, s, **kw)
 
-    x0 = _PAD_IN + label_w
+    x0 = (fig_w - grid_w) / 2 + label_w  # left edge of the first image column
     if title:
         put(
-            x0 + (fig_w - x0 - _PAD_IN) / 2,
+            fig_w / 2 if title_w + 0.1 > grid_w - label_w else x0 + (grid_w - label_w) / 2,
             fig_h - _PAD_IN,
             title,
             ha="center",
@@ -349,24 +352,24 @@ def reconstruction_grid(
     if int(n) < 1:
         raise ConfigError(f"n must be at least 1, got {n}")
 
-    counts = {str(name): _numeric_array(imgs, f"row {name!r}").shape[:1] for name, imgs in items}
+    arrays = [(str(name), _numeric_array(imgs, f"row {str(name)!r}")) for name, imgs in items]
+    counts = {name: len(a) if a.ndim else 0 for name, a in arrays}
     if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{k!r}: {v[0] if v else 'scalar'}" for k, v in counts.items())
+        detail = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
         raise DataError(f"every row must hold the same number of images, got {detail}")
-    n_images = next(iter(counts.values()))
-    n_images = n_images[0] if n_images else 0
-    ncols = min(int(n), n_images) if n_images else int(n)
+    n_images = counts[arrays[0][0]]
+    ncols = max(1, min(int(n), n_images))
 
     grid, names = [], []
-    for name, imgs in items:
-        arr = _as_images(imgs, image_shape=image_shape, what=f"row {str(name)!r}", limit=ncols)
+    for name, imgs in arrays:
+        arr = _as_images(imgs, image_shape=image_shape, what=f"row {name!r}", limit=ncols)
         if grid and arr.shape[1:3] != grid[0].shape[1:3]:
             raise DataError(
-                f"row {str(name)!r} has {arr.shape[1]}x{arr.shape[2]} images but row "
+                f"row {name!r} has {arr.shape[1]}x{arr.shape[2]} images but row "
                 f"{names[0]!r} has {grid[0].shape[1]}x{grid[0].shape[2]}"
             )
         grid.append(arr)
-        names.append(str(name))
+        names.append(name)
 
     titles = _per_column(titles, n_images, ncols, "titles")
     labels = _per_column(labels, n_images, ncols, "labels")
@@ -453,8 +456,6 @@ def image_strip(
     texts = None
     if captions is not None:
         texts = _per_column(captions, n, n, "captions")
-        if len(captions) != n:
-            raise DataError(f"captions has {len(captions)} entries but there are {n} images")
     grid = [list(arr[i : i + ncols]) for i in range(0, n, ncols)]
     rows_captions = [texts[i : i + ncols] for i in range(0, n, ncols)] if texts else None
     fig = _grid_figure(
@@ -818,6 +819,7 @@ def latent_map(
         ax.scatter(xy[order, 0], xy[order, 1], s=size, alpha=alpha, color="C0", linewidths=0)
     else:
         k = len(names)
+        ids = np.issubdtype(values.dtype, np.integer)
         if k <= 20:
             cmap = colormaps["tab10" if k <= 10 else "tab20"]
             # Class ids 0-9 keep their own tab10 colour, so digit 3 looks the same everywhere.
@@ -852,13 +854,13 @@ def latent_map(
             sc = ax.scatter(
                 xy[order, 0],
                 xy[order, 1],
-                c=y[order],
+                c=(values[y] if ids else y)[order],
                 cmap="viridis",
                 s=size,
                 alpha=alpha,
                 linewidths=0,
             )
-            fig.colorbar(sc, ax=ax, label="class (index among the sorted labels)")
+            fig.colorbar(sc, ax=ax, label="class id" if ids else "class (rank of sorted names)")
     if d == 1:
         if y is not None:
             ax.set_yticks(range(len(names)), names)
@@ -869,8 +871,12 @@ def latent_map(
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.25)
     if title is None:
-        how = {1: "1-D: code vs jitter", 2: "shown as is"}.get(d) if method == "auto" else None
-        how = how or ("PCA" if method in ("auto", "pca") else "t-SNE")
+        if d == 1:
+            how = "code vs jitter"
+        elif d == 2 and method == "auto":
+            how = "shown as is"
+        else:
+            how = "t-SNE" if method == "tsne" else "PCA"
         shown = f"{n:,} of {n_all:,} points" if n < n_all else f"{n:,} points"
         title = f"Latent codes (latent_dim={d}, {how}; {shown})"
     if title:
