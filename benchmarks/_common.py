@@ -102,7 +102,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
                  headers: Sequence[str] | None = None) -> str:
     """A Markdown table (also readable as plain text) of `rows` restricted to `columns`.
 
-    Floats are printed with 4 significant digits, None as '-'.
+    Floats are printed with 4 significant digits (whole numbers with thousands separators from
+    1,000 up), booleans as yes/no, None as '-'.
     """
     headers = list(headers or columns)
 
@@ -112,7 +113,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
         if isinstance(v, bool):
             return "yes" if v else "no"
         if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+            return f"{v:.4g}" if abs(v) < 1e3 else f"{v:,.0f}"
         return str(v)
 
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]

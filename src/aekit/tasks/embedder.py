@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 
 from .._utils import seed_everything
 from ..data.noise import parse_corruption
-from ..errors import ConfigError, DataError, ModelFileError
+from ..errors import ConfigError, DataError, ModelFileError, NotFittedError
 from ..models import build_config, load_weights, model_class, model_from_meta, model_meta
 from ..training import TrainConfig, Trainer
 from ..training.metrics import reconstruct_batches
@@ -27,7 +27,7 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        model: str = "dense_ae",
+        model: str = "auto",
         *,
         preset: str | None = None,
         latent_dim: int | None = None,
@@ -63,6 +63,12 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
         self.device = device
         self.threads = threads
         self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # torch computes in float32
+        tags.non_deterministic = False  # one seed controls initialisation, shuffling and noise
+        return tags
 
     # -- input handling ------------------------------------------------------------------------
     def _validate(self, X, *, reset: bool) -> np.ndarray:
@@ -117,7 +123,7 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
 
     # -- model -------------------------------------------------------------------------------
     def _resolve_model(self) -> tuple[str, str | None]:
-        return self.model, self.preset
+        return ("dense_ae" if self.model == "auto" else self.model), self.preset
 
     def _build_model(self) -> torch.nn.Module:
         name, preset = self._resolve_model()
@@ -156,9 +162,12 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=True)
         targets = None
         if y is not None and self._uses_targets:
-            targets = check_array(y, dtype=np.float32, allow_nd=True, input_name="y")
+            y = check_array(y, dtype=np.float32, allow_nd=True, ensure_2d=False, input_name="y")
+        if y is not None and self._uses_targets and y.ndim == X.ndim:
+            # clean targets of X's shape; 1-D label vectors (scikit-learn pipelines) are ignored
+            targets = y
             if targets.shape != X.shape:
-                raise DataError(f"y must have X's shape {X.shape}, got {targets.shape}")
+                raise DataError(f"y (clean targets) must have X's shape {X.shape}, got {targets.shape}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         self._fit_scaler(X if targets is None else targets)
@@ -186,20 +195,25 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
 
     _uses_targets = False
 
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
     # -- inference -----------------------------------------------------------------------------
     def _model_input(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
+        self._check_fitted()
         X = self._validate(X, reset=False)
         return self._to_model_space(X).reshape(len(X), *self.model_.input_shape)
 
     def transform(self, X) -> np.ndarray:
         """Codes of ``X``: ndarray of shape (n_samples, code_dim)."""
-        Z = reconstruct_batches(self.model_, self._model_input(X), what="encode")
+        Xm = self._model_input(X)
+        Z = reconstruct_batches(self.model_, Xm, what="encode")
         return Z.reshape(len(Z), -1)
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Decode codes of shape (n_samples, code_dim) back to the input space."""
-        check_is_fitted(self, "model_")
+        self._check_fitted()
         Z = check_array(Z, dtype=np.float32, input_name="Z")
         if Z.shape[1] != self.code_dim_:
             raise DataError(f"codes must have {self.code_dim_} columns, got {Z.shape[1]}")
@@ -229,7 +243,7 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
 
     # -- persistence -----------------------------------------------------------------------------
     def _aekit_state(self):
-        check_is_fitted(self, "model_")
+        self._check_fitted()
         meta = model_meta(self.model_)
         meta["params"] = self.get_params()
         meta["fitted"] = {
@@ -270,8 +284,8 @@ class Embedder(_AutoencoderEstimator):
 
     Parameters
     ----------
-    model : str, default "dense_ae"
-        Registered model name (see ``aekit.list_models()``).
+    model : str, default "auto"
+        Registered model name (see ``aekit.list_models()``); "auto" is ``dense_ae``.
     preset : str, optional
         Model preset, e.g. ``"tutorial"`` or ``"hinton2006"``.
     latent_dim : int, optional
@@ -309,17 +323,14 @@ class Denoiser(_AutoencoderEstimator):
     """Remove noise: trained on corrupted inputs against clean targets.
 
     ``fit(X)`` corrupts clean ``X`` with ``noise`` (default ``"seed"``: the tutorial's +0.2 shift
-    plus Gaussian σ 0.2, clipped to [0, 1]), fresh each epoch; ``fit(X_noisy, X_clean)`` learns
-    from pairs you have. ``transform(X_noisy)`` returns the cleaned data (same shape).
+    plus Gaussian σ 0.2, clipped to [0, 1]), fresh each epoch; ``fit(X_noisy, X_clean)`` (``y``
+    of X's shape) learns from pairs you have; a 1-D ``y`` (labels in a pipeline) is ignored. ``transform(X_noisy)`` returns the cleaned data (same shape).
     Parameters as :class:`Embedder`; the default model is the tutorial's ``conv_ae`` ``"wide"``
     denoiser for images and ``dense_ae`` for 2-D tables.
     """
 
     _default_noise = "seed"
     _uses_targets = True
-
-    def __init__(self, model: str = "auto", **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
 
     def _resolve_model(self) -> tuple[str, str | None]:
         if self.model != "auto":

@@ -164,6 +164,10 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.callbacks = list(callbacks)
         self.metadata = dict(metadata or {})  # stored in checkpoints (model name/config, data)
+        # set for real by fit(); these defaults let evaluate() run on its own
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.channels_last = False
 
     # -- setup -------------------------------------------------------------------------------
     def _setup(self, model: nn.Module) -> None:
@@ -348,6 +352,7 @@ class Trainer:
     def evaluate(self, model: nn.Module, data: Data, *, noise_seed: int = 0) -> dict[str, float]:
         """Mean loss terms over ``data`` (noise, if any, drawn from a fixed seed)."""
         data = _as_pair(data, "evaluation data") if not isinstance(data, tuple) else data
+        self.device = next(model.parameters()).device
         was_training = model.training
         model.eval()
         gen = torch.Generator().manual_seed(noise_seed)

@@ -1,0 +1,303 @@
+"""The ``aekit`` command line: a thin shell over runs, tasks, io and viz."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import AekitError, ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="aekit: train autoencoders, look at what they learnt, denoise and reconstruct.",
+    pretty_exceptions_enable=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 130)
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def _metrics_table(rows: list[dict], title: str | None = None) -> Table:
+    t = Table(title=title)
+    for col in ("model", "params", "epochs", "test BCE/pixel", "test MSE/image", "PCA MSE/image", "AE/PCA", "seconds"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for m in rows:
+        t.add_row(
+            f"{m['model']}{':' + m['preset'] if m.get('preset') else ''}{' +' + m['denoise'] if m.get('denoise') else ''}",
+            f"{m['n_params']:,}",
+            str(m.get("epochs", "-")),
+            _fmt(m.get("test_bce_per_pixel")),
+            _fmt(m["test_sq_err_per_image"], 3),
+            _fmt(m["pca_sq_err_per_image"], 3) + (" (lossless)" if m.get("pca_lossless") else ""),
+            _fmt(m.get("ae_over_pca"), 2),
+            _fmt(m.get("seconds"), 1),
+        )
+    return t
+
+
+def _parse_threads(threads: Optional[int]) -> Optional[int]:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    return threads
+
+
+@app.command()
+def train(
+    model: str = typer.Option("dense_ae", help="registered model name (see `aekit models`)"),
+    dataset: str = typer.Option("digits", help="digits | mnist | fashion-mnist | PATH (images folder, .npy, .npz)"),
+    epochs: int = typer.Option(20, min=1),
+    batch_size: int = typer.Option(128, min=1),
+    lr: float = typer.Option(1e-3, help="Adam learning rate"),
+    latent_dim: Optional[int] = typer.Option(None, help="code size (overrides the preset)"),
+    preset: Optional[str] = typer.Option(None, help="tutorial | hinton2006 (dense_ae) | tutorial | wide (conv_ae)"),
+    denoise: Optional[str] = typer.Option(None, help="train as a denoiser: seed | gaussian:0.5 | saltpepper:0.1 | mask:0.3"),
+    fixed_noise: bool = typer.Option(False, help="draw the noisy inputs once, as the tutorial (default: fresh each epoch)"),
+    sparsity: Optional[str] = typer.Option(None, help="penalty on the code: l1:1e-4 | kl:0.05:1e-3"),
+    binarize: Optional[float] = typer.Option(None, help="threshold pixels to {0,1} (the tutorial uses 0.5)"),
+    val_fraction: float = typer.Option(0.1, help="share of the training set held out for validation"),
+    patience: Optional[int] = typer.Option(None, help="early stopping after N epochs without improvement"),
+    n_train: Optional[int] = typer.Option(None, help="use only the first N training samples"),
+    seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", help="auto | fp32 | bf16"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+    out: Optional[Path] = typer.Option(None, help="run folder (default runs/MODEL-DATASET)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder"),
+    resume: Optional[Path] = typer.Option(None, help="continue the interrupted run in this folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Train an autoencoder and write a run folder (model, metrics, history, figures)."""
+    from .runs import RunSpec, resume_run, train_run
+
+    progress = False if quiet else None
+    if resume is not None:
+        console.print(f"resuming [bold]{resume}[/bold]")
+        epochs_given = "--epochs" in sys.argv
+        dataset_given = "--dataset" in sys.argv
+        metrics = resume_run(resume, epochs=epochs if epochs_given else None,
+                             dataset=dataset if dataset_given else None, progress=progress)
+        run_dir = resume
+    else:
+        spec = RunSpec(
+            model=model, dataset=dataset, preset=preset, latent_dim=latent_dim, epochs=epochs,
+            batch_size=batch_size, lr=lr, denoise=denoise, fixed_noise=fixed_noise, sparsity=sparsity,
+            binarize=binarize, seed=seed, threads=_parse_threads(threads), device=device, precision=precision,
+            compile=compile, patience=patience, val_fraction=val_fraction, n_train=n_train,
+        )
+        run_dir = out or Path("runs") / f"{model}-{Path(dataset).name}"
+        metrics = train_run(spec, run_dir, overwrite=overwrite, progress=progress)
+    console.print(_metrics_table([metrics]))
+    console.print(f"run folder: [bold]{run_dir}[/bold] (aekit.json, model.safetensors, metrics.json, "
+                  "history.csv, reconstructions.png, loss.png, latent.png)")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run folder from `aekit train`"),
+    dataset: Optional[str] = typer.Option(None, help="evaluate on another data set of the same shape"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics to this file"),
+) -> None:
+    """Test BCE/pixel, MSE/pixel, squared error per image, and PCA with the same code size."""
+    from .._utils import write_json
+    from .runs import evaluate_run
+
+    m = evaluate_run(run, dataset)
+    t = Table(title=f"{run} on {m['dataset']} ({m['n_test']} test images, code {m['code_dim']})")
+    t.add_column("metric")
+    t.add_column("autoencoder", justify="right")
+    t.add_column(f"PCA-{m['pca_n_components']}", justify="right")
+    t.add_row("BCE / pixel", _fmt(m["test_bce_per_pixel"]), "-")
+    t.add_row("MSE / pixel", _fmt(m["test_mse_per_pixel"], 5), _fmt(m["pca_mse_per_pixel"], 5))
+    t.add_row("squared error / image", _fmt(m["test_sq_err_per_image"], 3), _fmt(m["pca_sq_err_per_image"], 3))
+    t.add_row("ratio AE / PCA", _fmt(m["ae_over_pca"], 3), "1")
+    console.print(t)
+    if json_out:
+        write_json(json_out, m)
+
+
+def _load_model_for_images(run: Path):
+    from ..io import load, read_meta
+
+    model = load(run, kind="model")
+    binarize = (read_meta(run).get("run") or {}).get("preprocessing", {}).get("binarize")
+    return model, binarize
+
+
+def _read_inputs(path: Path, model):
+    from ..data import binarize as _binarize  # noqa: F401
+    from ..data import load_images
+
+    shape = model.input_shape
+    if len(shape) == 3:
+        x, names = load_images(path, size=shape[1:], channels=shape[0])
+    else:
+        x, names = load_images(path)
+        if x[0].size != shape[0]:
+            raise ConfigError(f"the model expects vectors of {shape[0]} values; images of {x.shape[1:]} do not fit")
+    return x.reshape(len(x), *shape), names
+
+
+@app.command()
+def reconstruct(
+    run: Path = typer.Argument(..., help="run folder or saved model"),
+    input: Path = typer.Option(..., "--input", help="images.npy | image.png | DIR"),
+    out: Path = typer.Option(Path("reconstructions.png"), help="figure (.png) or array (.npy)"),
+    n: int = typer.Option(10, help="images shown in the figure"),
+) -> None:
+    """Reconstruct your own images with a trained model: a figure, or the array."""
+    _apply(run, input, out, n, noise=None, verb="reconstruction")
+
+
+@app.command()
+def denoise(
+    run: Path = typer.Argument(..., help="run folder of a model trained with --denoise"),
+    input: Path = typer.Option(..., "--input", help="noisy images: images.npy | image.png | DIR"),
+    out: Path = typer.Option(Path("denoised.png"), help="figure (.png), array (.npy) or folder of PNGs"),
+    add_noise: Optional[str] = typer.Option(None, help="corrupt clean inputs first (to try it out), e.g. seed"),
+    n: int = typer.Option(10, help="images shown in the figure"),
+) -> None:
+    """Clean noisy images with a denoising autoencoder."""
+    _apply(run, input, out, n, noise=add_noise, verb="denoised")
+
+
+def _apply(run: Path, input: Path, out: Path, n: int, noise: Optional[str], verb: str) -> None:
+    import numpy as np
+
+    from .._utils import atomic_path
+    from ..data import corrupt_numpy
+    from ..training.metrics import reconstruct_batches
+    from ..viz import image_strip, reconstruction_grid
+
+    model, binarize = _load_model_for_images(run)
+    x, names = _read_inputs(input, model)
+    clean = x
+    if noise:
+        x = corrupt_numpy(x, noise, seed=0)
+    rec = reconstruct_batches(model, x)
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, rec)
+    elif suffix == ".png":
+        rows = [("input", x[:n])] if not noise else [("clean", clean[:n]), ("noisy", x[:n])]
+        rows.append((verb, rec[:n]))
+        reconstruction_grid(rows, out, n=min(n, len(x)), titles=[Path(s).name[:12] for s in names[:n]])
+    elif suffix == "":
+        from PIL import Image
+
+        out.mkdir(parents=True, exist_ok=True)
+        for img, name in zip(rec, names):
+            arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+            arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+            target = out / (Path(name).stem + ".png")
+            with atomic_path(target) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+        image_strip(rec[:n], out / "_overview.png", captions=[Path(s).name[:12] for s in names[:n]])
+    else:
+        raise ConfigError(f"--out must end in .png or .npy, or be a folder (no suffix); got {out}")
+    console.print(f"{len(x)} images -> [bold]{out}[/bold]")
+
+
+@app.command()
+def datasets() -> None:
+    """List the named data sets and where each was found."""
+    from ..data import list_datasets
+
+    t = Table(title="named data sets (set AEKIT_DATA_HOME to add a folder)")
+    for col in ("name", "samples", "shape", "found at", "description"):
+        t.add_column(col)
+    for d in list_datasets():
+        n = f"{d.n_train:,} + {d.n_test:,}" if d.n_train is not None else "-"
+        found = d.found_at or ("not found (downloadable)" if d.downloadable else "not found")
+        shape = "x".join(map(str, d.sample_shape)) if d.sample_shape else "-"
+        t.add_row(d.name, n, shape, found, d.description)
+    console.print(t)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models and their presets."""
+    from ..models import create_model, list_models, list_presets, model_description
+
+    t = Table(title="registered models")
+    for col in ("model", "presets (parameters at 1x28x28)", "description"):
+        t.add_column(col)
+    import warnings
+
+    for name in list_models():
+        parts = []
+        for p in list_presets(name):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = create_model(name, p, input_shape=(1, 28, 28))
+            parts.append(f"{p} ({sum(x.numel() for x in m.parameters()):,})")
+        t.add_row(name, ", ".join(parts), model_description(name))
+    console.print(t)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="folder for the three run folders"),
+    epochs: int = typer.Option(60, help="epochs per model"),
+    threads: Optional[int] = typer.Option(None),
+) -> None:
+    """Train the tutorial's three autoencoders on the embedded digits set and compare with PCA."""
+    from .runs import RunSpec, train_run
+
+    specs = [
+        ("dense", RunSpec(model="dense_ae", preset="tutorial", batch_size=256)),
+        ("conv", RunSpec(model="conv_ae", preset="tutorial", batch_size=128)),
+        ("denoiser", RunSpec(model="conv_ae", preset="wide", batch_size=128, denoise="seed")),
+    ]
+    rows = []
+    for name, spec in specs:
+        spec.dataset, spec.epochs, spec.binarize, spec.threads = "digits", epochs, 0.5, threads
+        console.rule(f"[bold]{name}[/bold]: {spec.model} ({spec.preset}) on digits")
+        rows.append(train_run(spec, out / name, overwrite=True))
+    console.print(_metrics_table(rows, title="digits (8x8, binarised at 0.5), test set of 360 images"))
+    console.print(f"run folders with figures: [bold]{out}/{{dense,conv,denoiser}}[/bold]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: typed aekit errors become one clear line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except AekitError as err:
+        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        return err.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        console.print("interrupted: the last finished epoch is kept in the run folder's checkpoint")
+        return 130
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
