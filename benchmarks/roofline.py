@@ -162,12 +162,12 @@ def bare_loop(model_key: str, x: torch.Tensor, batch_size: int, threads: int, st
 
 
 def profile_trainer_step(model_key: str, x: torch.Tensor, batch_size: int, threads: int, seed: int,
-                         n_rows: int = 18) -> dict[str, Any]:
+                         steps: int = 40, n_rows: int = 18) -> dict[str, Any]:
     """torch.profiler over one short Trainer epoch; the top ops by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
     model = build(model_key, seed)
-    n = min(len(x), batch_size * 40)
+    n = min(len(x), batch_size * steps)
     cfg = aekit.TrainConfig(epochs=1, batch_size=batch_size, seed=seed, threads=threads, progress=False)
     aekit.Trainer(cfg).fit(model, x[:n])  # warm-up (allocations, oneDNN/MKL kernels)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=8, help="torch.mm timings per peak measurement")
     ap.add_argument("--bare-steps", type=int, default=60, help="steps per bare-loop variant (0: skip)")
     ap.add_argument("--bare-batch", type=int, default=256)
+    ap.add_argument("--bare-rounds", type=int, default=3, help="interleaved rounds of the bare-loop variants "
+                    "(the best of each is kept)")
+    ap.add_argument("--profile-steps", type=int, default=40)
     ap.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 4k images, 1 thread count, 1 epoch")
@@ -222,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     model_keys = [m for m in args.models.split(",") if m]
     if args.quick:
         threads_list = threads_list[-1:]
-        args.n_train = args.n_train or 4096
-        args.epochs, args.reps, args.bare_steps = 1, 3, 10
+        args.n_train = args.n_train or 2048
+        args.n_train = min(args.n_train, 4096)
+        args.epochs, args.reps, args.bare_steps, args.bare_rounds, args.profile_steps = 1, 3, 4, 1, 4
     t_start = time.perf_counter()
     env = _common.env_info()
 
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     bare_rows: list[dict[str, Any]] = []
     if args.bare_steps and "hinton2006" in model_keys:
         th = threads_list[-1]
-        for rnd in range(2):  # two interleaved rounds; the best of each is kept
+        for rnd in range(args.bare_rounds):  # interleaved rounds; the best of each is kept
             for name, var in VARIANTS.items():
                 sps = bare_loop("hinton2006", x, args.bare_batch, th, args.bare_steps, var, args.seed + rnd)
                 prev = next((b for b in bare_rows if b["variant"] == name), None)
@@ -286,13 +290,14 @@ def main(argv: list[str] | None = None) -> int:
             b.update(vs_bare=b["samples_per_s"] / base, fraction_of_peak=b["samples_per_s"] * f / 1e9 / peak,
                      threads=th, batch_size=args.bare_batch)
         _common.print_table(bare_rows, ["variant", "samples_per_s", "vs_bare", "fraction_of_peak"],
-                            ["variant (hinton2006, batch %d, %d threads)" % (args.bare_batch, th),
-                             "samples/s (best of 2)", "x bare", "fraction of peak"],
+                            [f"variant (hinton2006, batch {args.bare_batch}, {th} threads)",
+                             f"samples/s (best of {args.bare_rounds})", "x bare", "fraction of peak"],
                             title="bare training step and proposed changes, side by side")
 
     prof = None
     if not args.no_profile and "hinton2006" in model_keys:
-        prof = profile_trainer_step("hinton2006", x, args.bare_batch, threads_list[-1], args.seed)
+        prof = profile_trainer_step("hinton2006", x, args.bare_batch, threads_list[-1], args.seed,
+                                    steps=args.profile_steps)
         _common.print_table(prof["top_ops"], ["op", "calls", "self_ms", "self_share"],
                             title=f"torch.profiler: Trainer, hinton2006, batch {prof['batch_size']}, "
                                   f"{prof['threads']} threads, {prof['steps']} steps (top ops by self CPU)")
@@ -314,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                          "forward (dX and dW); biases, activations, loss and optimizer not counted",
         "settings": {"threads": threads_list, "batch_sizes": batch_sizes, "epochs": args.epochs,
                      "n_train": len(x), "reps": args.reps, "bare_steps": args.bare_steps,
-                     "bare_batch": args.bare_batch, "seed": args.seed},
+                     "bare_batch": args.bare_batch, "bare_rounds": args.bare_rounds,
+                     "profile_steps": args.profile_steps, "seed": args.seed},
         "matmul_peak": {str(k): v for k, v in peaks.items()},
         "flops_per_sample": flops,
         "trainer": rows,

@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from threadpoolctl import threadpool_limits
 
 import aekit
 from aekit.cli import main as cli_main
@@ -39,10 +40,17 @@ CLICK_BUG = (
     "main() handles click usage errors with `import click`, but typer 0.29 vendors click as "
     "typer._click: every usage error (here a typer min=1 check) crashes with ModuleNotFoundError"
 )
+DEVICE_BUG = (
+    "train_run validates --device only inside Trainer.fit, after it has removed an old run "
+    "(--overwrite) and written the new folder's pending aekit.json"
+)
 ARGV_BUG = (
     "train --resume decides whether --epochs/--dataset were given by looking at sys.argv, so "
     "main(argv) called in-process ignores them (and `--epochs=N` is never seen)"
 )
+
+# the wide conv denoiser warns on every load (see test_denoise_loads_without_warning)
+pytestmark = pytest.mark.filterwarnings("ignore:conv_ae. the code:UserWarning")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -115,6 +123,14 @@ def make_fake_mnist(home: Path, n_train: int = 60, n_test: int = 20) -> Path:
 
 
 # -- shared runs (module scope: trained once) -------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    """conftest pins torch to one thread; PCA (sklearn/scipy) would still use every BLAS thread,
+    which on a busy 2-core machine makes one 360x256 SVD take seconds instead of milliseconds."""
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished dense_ae run (code 8, 2 epochs); tests must copy it before changing it."""
@@ -126,7 +142,7 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def denoise_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("denoise") / "run"
-    argv = ["train", "--model", "conv_ae", "--preset", "tutorial", "--denoise", "seed", "--epochs", "1", *TINY]
+    argv = ["train", "--model", "conv_ae", "--preset", "wide", "--denoise", "seed", "--epochs", "1", *TINY]
     assert main([*argv, "--out", str(out)]) == 0
     return out
 
@@ -164,6 +180,16 @@ def test_train_writes_run_folder(run_dir):
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.xfail(
+    reason="atomic_path() writes through tempfile.mkstemp, whose 0600 mode survives os.replace: "
+    "aekit.json, model.safetensors, metrics.json, history.csv are owner-only while the PNGs "
+    "(viz._save_png) follow the umask", strict=True)
+def test_run_files_follow_the_umask(run_dir):
+    png_mode = (run_dir / "reconstructions.png").stat().st_mode & 0o777
+    modes = {name: oct((run_dir / name).stat().st_mode & 0o777) for name in RUN_FILES}
+    assert modes == dict.fromkeys(RUN_FILES, oct(png_mode))
+
+
 def test_train_prints_the_metrics_table(tmp_path, capsys):
     code, out = run_cli(capsys, "train", "--latent-dim", "4", "--epochs", "1", *TINY, "--out", tmp_path / "r")
     assert code == 0, out
@@ -194,7 +220,7 @@ def test_loaded_model_reproduces_the_reported_metrics(run_dir, digits):
         ("dense_ae", ["--sparsity", "l1:1e-4", "--latent-dim", "16"], {"sparsity": "l1:1e-4"}),
         ("dense_ae", ["--binarize", "0.5", "--latent-dim", "4"], {"latent_dim": 4}),
         ("conv_ae", ["--preset", "tutorial"], {"channels": [16, 8]}),
-        ("conv_ae", ["--preset", "wide", "--denoise", "seed"], {}),
+        ("conv_ae", ["--preset", "wide", "--denoise", "seed"], {"channels": [32, 64]}),
     ],
     ids=["dense-tutorial", "latent-dim", "sparsity", "binarize", "conv-tutorial", "conv-wide-denoise"],
 )
@@ -246,6 +272,19 @@ def test_overcomplete_code_warns_but_trains(tmp_path, capsys):
     assert code == 0, out
     assert (run / "model.safetensors").is_file()
     assert read_json(run / "metrics.json")["code_dim"] == 100
+
+
+@pytest.mark.xfail(
+    reason="with a code at least as wide as the input PCA is lossless (error ~1e-13), and "
+    "evaluate_model still divides by it: ae_over_pca ~1e13 in metrics.json and the table", strict=True)
+def test_lossless_pca_gives_no_ratio(tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="not smaller than the input"):
+        code, out = run_cli(capsys, "train", "--latent-dim", "64", "--epochs", "1", *TINY, "--out", run)
+    assert code == 0, out
+    metrics = read_json(run / "metrics.json")
+    assert metrics["pca_lossless"] is True
+    assert metrics["ae_over_pca"] is None
 
 
 def test_overcomplete_sparse_code_does_not_warn(tmp_path, capsys):
@@ -363,6 +402,19 @@ def test_denoise_writes_pngs(denoise_run, tmp_path, capsys, digits):
     with Image.open(out / "noisy_00.png") as img:
         assert img.size == (8, 8) and img.mode == "L"
     assert not list(out.glob(".*"))
+
+
+@pytest.mark.xfail(
+    reason="a wide conv denoiser (code 256 > input 64, the demo's denoiser) trains silently, but "
+    "aekit.load / `aekit denoise` rebuild it without the denoise context and warn that it 'can "
+    "learn to copy its input'", strict=True)
+def test_denoise_loads_without_warning(denoise_run, images_npy, tmp_path, capsys):
+    path, _ = images_npy
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, text = run_cli(capsys, "denoise", denoise_run, "--input", path, "--out", tmp_path / "d.npy")
+    assert code == 0, text
+    assert not [str(w.message) for w in caught if "copy its input" in str(w.message)]
 
 
 def test_denoise_with_added_noise_to_figure(denoise_run, images_npy, tmp_path, capsys):
@@ -725,6 +777,15 @@ def test_existing_run_kept_when_overwrite_fails(run_dir, tmp_path, capsys):
     assert snapshot(run) == before
 
 
+@pytest.mark.xfail(reason=DEVICE_BUG, strict=True)
+def test_existing_run_kept_when_overwrite_fails_on_device(run_dir, tmp_path, capsys):
+    run = copy_run(run_dir, tmp_path / "run")
+    before = snapshot(run)
+    assert_fails(capsys, ["train", "--device", "tpu", "--epochs", "1", *TINY, "--overwrite", "--out", run],
+                 "device", "tpu")
+    assert snapshot(run) == before
+
+
 def test_overwrite_replaces_the_run(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -770,7 +831,8 @@ BAD_OPTIONS = [
     pytest.param(["--n-train", "0"], ("training samples",), id="n-train-0",
                  marks=pytest.mark.xfail(reason="prepare_data tests `if spec.n_train or spec.n_test`, so "
                                          "--n-train 0 silently trains on the whole set", strict=True)),
-    pytest.param(["--device", "tpu"], ("device", "tpu"), id="device"),
+    pytest.param(["--device", "tpu"], ("device", "tpu"), id="device",
+                 marks=pytest.mark.xfail(reason=DEVICE_BUG, strict=True)),
     pytest.param(["--precision", "fp8"], ("precision", "fp8"), id="precision"),
     pytest.param(["--dataset", "nosuchset"], ("unknown dataset", "nosuchset"), id="dataset-unknown"),
     pytest.param(["--dataset", "missing/dir"], ("missing/dir", "does not exist"), id="dataset-missing"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,7 +34,8 @@ def _metrics_table(rows: list[dict], title: str | None = None) -> Table:
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in rows:
         t.add_row(
-            f"{m['model']}{':' + m['preset'] if m.get('preset') else ''}{' +' + m['denoise'] if m.get('denoise') else ''}",
+            m["model"] + (f":{m['preset']}" if m.get("preset") else "")
+            + (f" +{m['denoise']}" if m.get("denoise") else ""),
             f"{m['n_params']:,}",
             str(m.get("epochs", "-")),
             _fmt(m.get("test_bce_per_pixel")),
@@ -47,7 +47,7 @@ def _metrics_table(rows: list[dict], title: str | None = None) -> Table:
     return t
 
 
-def _parse_threads(threads: Optional[int]) -> Optional[int]:
+def _parse_threads(threads: int | None) -> int | None:
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     return threads
@@ -56,27 +56,31 @@ def _parse_threads(threads: Optional[int]) -> Optional[int]:
 @app.command()
 def train(
     model: str = typer.Option("dense_ae", help="registered model name (see `aekit models`)"),
-    dataset: str = typer.Option("digits", help="digits | mnist | fashion-mnist | PATH (images folder, .npy, .npz)"),
+    dataset: str = typer.Option("digits", help="digits | mnist | fashion-mnist | PATH (image folder, .npy, .npz)"),
     epochs: int = typer.Option(20, min=1),
     batch_size: int = typer.Option(128, min=1),
     lr: float = typer.Option(1e-3, help="Adam learning rate"),
-    latent_dim: Optional[int] = typer.Option(None, help="code size (overrides the preset)"),
-    preset: Optional[str] = typer.Option(None, help="tutorial | hinton2006 (dense_ae) | tutorial | wide (conv_ae)"),
-    denoise: Optional[str] = typer.Option(None, help="train as a denoiser: seed | gaussian:0.5 | saltpepper:0.1 | mask:0.3"),
-    fixed_noise: bool = typer.Option(False, help="draw the noisy inputs once, as the tutorial (default: fresh each epoch)"),
-    sparsity: Optional[str] = typer.Option(None, help="penalty on the code: l1:1e-4 | kl:0.05:1e-3"),
-    binarize: Optional[float] = typer.Option(None, help="threshold pixels to {0,1} (the tutorial uses 0.5)"),
+    latent_dim: int | None = typer.Option(None, help="code size (overrides the preset)"),
+    preset: str | None = typer.Option(None, help="tutorial | hinton2006 (dense_ae) | tutorial | wide (conv_ae)"),
+    denoise: str | None = typer.Option(
+        None, help="train as a denoiser: seed | gaussian:0.5 | saltpepper:0.1 | mask:0.3"
+    ),
+    fixed_noise: bool = typer.Option(
+        False, help="draw the noisy inputs once, as the tutorial (default: fresh each epoch)"
+    ),
+    sparsity: str | None = typer.Option(None, help="penalty on the code: l1:1e-4 | kl:0.05:1e-3"),
+    binarize: float | None = typer.Option(None, help="threshold pixels to {0,1} (the tutorial uses 0.5)"),
     val_fraction: float = typer.Option(0.1, help="share of the training set held out for validation"),
-    patience: Optional[int] = typer.Option(None, help="early stopping after N epochs without improvement"),
-    n_train: Optional[int] = typer.Option(None, help="use only the first N training samples"),
+    patience: int | None = typer.Option(None, help="early stopping after N epochs without improvement"),
+    n_train: int | None = typer.Option(None, help="use only the first N training samples"),
     seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)"),
+    threads: int | None = typer.Option(None, help="torch threads (default: torch's)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-    out: Optional[Path] = typer.Option(None, help="run folder (default runs/MODEL-DATASET)"),
+    out: Path | None = typer.Option(None, help="run folder (default runs/MODEL-DATASET)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder"),
-    resume: Optional[Path] = typer.Option(None, help="continue the interrupted run in this folder"),
+    resume: Path | None = typer.Option(None, help="continue the interrupted run in this folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train an autoencoder and write a run folder (model, metrics, history, figures)."""
@@ -107,8 +111,8 @@ def train(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="run folder from `aekit train`"),
-    dataset: Optional[str] = typer.Option(None, help="evaluate on another data set of the same shape"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics to this file"),
+    dataset: str | None = typer.Option(None, help="evaluate on another data set of the same shape"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the metrics to this file"),
 ) -> None:
     """Test BCE/pixel, MSE/pixel, squared error per image, and PCA with the same code size."""
     from .._utils import write_json
@@ -166,14 +170,14 @@ def denoise(
     run: Path = typer.Argument(..., help="run folder of a model trained with --denoise"),
     input: Path = typer.Option(..., "--input", help="noisy images: images.npy | image.png | DIR"),
     out: Path = typer.Option(Path("denoised.png"), help="figure (.png), array (.npy) or folder of PNGs"),
-    add_noise: Optional[str] = typer.Option(None, help="corrupt clean inputs first (to try it out), e.g. seed"),
+    add_noise: str | None = typer.Option(None, help="corrupt clean inputs first (to try it out), e.g. seed"),
     n: int = typer.Option(10, help="images shown in the figure"),
 ) -> None:
     """Clean noisy images with a denoising autoencoder."""
     _apply(run, input, out, n, noise=add_noise, verb="denoised")
 
 
-def _apply(run: Path, input: Path, out: Path, n: int, noise: Optional[str], verb: str) -> None:
+def _apply(run: Path, input: Path, out: Path, n: int, noise: str | None, verb: str) -> None:
     import numpy as np
 
     from .._utils import atomic_path
@@ -251,8 +255,8 @@ def models() -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="folder for the three run folders"),
-    epochs: int = typer.Option(60, help="epochs per model"),
-    threads: Optional[int] = typer.Option(None),
+    epochs: int = typer.Option(30, help="epochs per model"),
+    threads: int | None = typer.Option(None),
 ) -> None:
     """Train the tutorial's three autoencoders on the embedded digits set and compare with PCA."""
     from .runs import RunSpec, train_run
@@ -284,10 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: the last finished epoch is kept in the run folder's checkpoint")
         return 130
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:
+        # usage errors from typer's click (bad option values, unknown options): exit code 2
+        if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             return err.exit_code
         raise

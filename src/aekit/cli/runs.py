@@ -24,7 +24,7 @@ from .._utils import seed_everything, write_json
 from ..data import Dataset, binarize, load_dataset, parse_corruption
 from ..errors import ConfigError, DataError, ModelFileError, ResumeError, RunExistsError
 from ..io.persistence import CHECKPOINT_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, read_meta, write_dir
-from ..models import build_config, config_to_dict, model_class, model_from_meta
+from ..models import build_config, model_class, model_from_meta
 from ..training import TrainConfig, Trainer, pca_baseline, reconstruction_metrics
 from ..training.metrics import reconstruct_batches
 

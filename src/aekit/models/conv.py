@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ._fast_ops import FastSequential
 from .base import Autoencoder, make_activation, warn_if_overcomplete, xavier_init
 from .registry import register_model
 
@@ -87,7 +88,7 @@ class ConvAE(Autoencoder):
         enc: list[nn.Module] = []
         for a, b in zip([c_in, *ch[:-1]], ch):
             enc += [*block(a, b), nn.MaxPool2d(2)]
-        self.encoder = nn.Sequential(*enc)
+        self.encoder = FastSequential(*enc)  # nn.Sequential + exact CPU rewrites
         self.fmap = (ch[-1], self.padded_hw[0] // self.factor, self.padded_hw[1] // self.factor)
 
         # decoder mirrors the encoder: conv(c_k -> c_k), up, conv(c_k -> c_{k-1}), up, ..., head
@@ -96,7 +97,7 @@ class ConvAE(Autoencoder):
         for a, b in zip(widths[:-1], widths[1:]):
             dec += [*block(a, b), nn.Upsample(scale_factor=2, mode="nearest")]
         dec.append(HeadConv2d(widths[-1], c_in, k, padding=pad))
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = FastSequential(*dec)
 
         if config.latent_dim is not None:
             n = math.prod(self.fmap)

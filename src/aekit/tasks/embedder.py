@@ -324,7 +324,8 @@ class Denoiser(_AutoencoderEstimator):
 
     ``fit(X)`` corrupts clean ``X`` with ``noise`` (default ``"seed"``: the tutorial's +0.2 shift
     plus Gaussian σ 0.2, clipped to [0, 1]), fresh each epoch; ``fit(X_noisy, X_clean)`` (``y``
-    of X's shape) learns from pairs you have; a 1-D ``y`` (labels in a pipeline) is ignored. ``transform(X_noisy)`` returns the cleaned data (same shape).
+    of X's shape) learns from pairs you have; a 1-D ``y`` (labels in a pipeline) is ignored.
+    ``transform(X_noisy)`` returns the cleaned data (same shape).
     Parameters as :class:`Embedder`; the default model is the tutorial's ``conv_ae`` ``"wide"``
     denoiser for images and ``dense_ae`` for 2-D tables.
     """
