@@ -56,6 +56,10 @@ SWEEP: dict[str, dict[str, Any]] = {
     "relu, mse, b256, lr 1e-3": dict(activation="relu", loss="mse", batch_size=256, lr=1e-3),
     "relu, bce, b128, lr 1e-3": dict(activation="relu", loss="bce", batch_size=128, lr=1e-3),
     "relu, bce, b256, lr 2e-3": dict(activation="relu", loss="bce", batch_size=256, lr=2e-3),
+    "elu, bce, b256, lr 2e-3": dict(activation="elu", loss="bce", batch_size=256, lr=2e-3),
+    "elu, bce, b128, lr 1e-3": dict(activation="elu", loss="bce", batch_size=128, lr=1e-3),
+    "elu, bce, b128, lr 5e-4": dict(activation="elu", loss="bce", batch_size=128, lr=5e-4),
+    "elu, mse, b128, lr 1e-3": dict(activation="elu", loss="mse", batch_size=128, lr=1e-3),
 }
 
 
@@ -149,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sweep", action="store_true", help="first compare the variants in SWEEP on a subset")
     ap.add_argument("--sweep-only", action="store_true", help="only the sweep (implies --sweep)")
-    ap.add_argument("--sweep-n-train", type=int, default=10_000)
-    ap.add_argument("--sweep-epochs", type=int, default=5)
+    ap.add_argument("--sweep-n-train", type=int, default=20_000)
+    ap.add_argument("--sweep-epochs", type=int, default=6)
     ap.add_argument("--sweep-json", default=None, help="include the sweep table of an earlier run's JSON "
                     "(e.g. a --sweep-only run written with --results-dir)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000/1,000 images, 2 epochs")

@@ -36,21 +36,6 @@ METRIC_KEYS = (
     "test_bce_per_pixel", "test_mse_per_pixel", "test_sq_err_per_image", "pca_sq_err_per_image",
     "train_samples_per_s", "epochs", "seconds",
 )
-CLICK_BUG = (
-    "main() handles click usage errors with `import click`, but typer 0.29 vendors click as "
-    "typer._click: every usage error (here a typer min=1 check) crashes with ModuleNotFoundError"
-)
-DEVICE_BUG = (
-    "train_run validates --device only inside Trainer.fit, after it has removed an old run "
-    "(--overwrite) and written the new folder's pending aekit.json"
-)
-ARGV_BUG = (
-    "train --resume decides whether --epochs/--dataset were given by looking at sys.argv, so "
-    "main(argv) called in-process ignores them (and `--epochs=N` is never seen)"
-)
-
-# the wide conv denoiser warns on every load (see test_denoise_loads_without_warning)
-pytestmark = pytest.mark.filterwarnings("ignore:conv_ae. the code:UserWarning")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -180,10 +165,6 @@ def test_train_writes_run_folder(run_dir):
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.xfail(
-    reason="atomic_path() writes through tempfile.mkstemp, whose 0600 mode survives os.replace: "
-    "aekit.json, model.safetensors, metrics.json, history.csv are owner-only while the PNGs "
-    "(viz._save_png) follow the umask", strict=True)
 def test_run_files_follow_the_umask(run_dir):
     png_mode = (run_dir / "reconstructions.png").stat().st_mode & 0o777
     modes = {name: oct((run_dir / name).stat().st_mode & 0o777) for name in RUN_FILES}
@@ -274,9 +255,6 @@ def test_overcomplete_code_warns_but_trains(tmp_path, capsys):
     assert read_json(run / "metrics.json")["code_dim"] == 100
 
 
-@pytest.mark.xfail(
-    reason="with a code at least as wide as the input PCA is lossless (error ~1e-13), and "
-    "evaluate_model still divides by it: ae_over_pca ~1e13 in metrics.json and the table", strict=True)
 def test_lossless_pca_gives_no_ratio(tmp_path, capsys):
     run = tmp_path / "run"
     with pytest.warns(UserWarning, match="not smaller than the input"):
@@ -404,10 +382,6 @@ def test_denoise_writes_pngs(denoise_run, tmp_path, capsys, digits):
     assert not list(out.glob(".*"))
 
 
-@pytest.mark.xfail(
-    reason="a wide conv denoiser (code 256 > input 64, the demo's denoiser) trains silently, but "
-    "aekit.load / `aekit denoise` rebuild it without the denoise context and warn that it 'can "
-    "learn to copy its input'", strict=True)
 def test_denoise_loads_without_warning(denoise_run, images_npy, tmp_path, capsys):
     path, _ = images_npy
     with warnings.catch_warnings(record=True) as caught:
@@ -777,7 +751,6 @@ def test_existing_run_kept_when_overwrite_fails(run_dir, tmp_path, capsys):
     assert snapshot(run) == before
 
 
-@pytest.mark.xfail(reason=DEVICE_BUG, strict=True)
 def test_existing_run_kept_when_overwrite_fails_on_device(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path / "run")
     before = snapshot(run)
@@ -808,10 +781,8 @@ BAD_OPTIONS = [
     pytest.param(["--lr", "-1"], ("lr", "-1"), id="lr-negative"),
     pytest.param(["--lr", "0"], ("lr",), id="lr-zero"),
     pytest.param(["--lr", "nan"], ("lr", "nan"), id="lr-nan"),
-    pytest.param(["--epochs", "0"], ("--epochs",), id="epochs-0",
-                 marks=pytest.mark.xfail(raises=ModuleNotFoundError, reason=CLICK_BUG, strict=True)),
-    pytest.param(["--batch-size", "0"], ("--batch-size",), id="batch-size-0",
-                 marks=pytest.mark.xfail(raises=ModuleNotFoundError, reason=CLICK_BUG, strict=True)),
+    pytest.param(["--epochs", "0"], ("--epochs",), id="epochs-0"),
+    pytest.param(["--batch-size", "0"], ("--batch-size",), id="batch-size-0"),
     pytest.param(["--val-fraction", "1.5"], ("val-fraction", "1.5"), id="val-fraction-1.5"),
     pytest.param(["--val-fraction", "-0.1"], ("val-fraction",), id="val-fraction-negative"),
     pytest.param(["--model", "nope"], ("unknown model", "nope", "dense_ae"), id="unknown-model"),
@@ -828,16 +799,12 @@ BAD_OPTIONS = [
     pytest.param(["--threads", "0"], ("threads",), id="threads-0"),
     pytest.param(["--patience", "0"], ("patience",), id="patience-0"),
     pytest.param(["--n-train", "-5"], ("n_train", "-5"), id="n-train-negative"),
-    pytest.param(["--n-train", "0"], ("training samples",), id="n-train-0",
-                 marks=pytest.mark.xfail(reason="prepare_data tests `if spec.n_train or spec.n_test`, so "
-                                         "--n-train 0 silently trains on the whole set", strict=True)),
-    pytest.param(["--device", "tpu"], ("device", "tpu"), id="device",
-                 marks=pytest.mark.xfail(reason=DEVICE_BUG, strict=True)),
+    pytest.param(["--n-train", "0"], ("training samples",), id="n-train-0"),
+    pytest.param(["--device", "tpu"], ("device", "tpu"), id="device"),
     pytest.param(["--precision", "fp8"], ("precision", "fp8"), id="precision"),
     pytest.param(["--dataset", "nosuchset"], ("unknown dataset", "nosuchset"), id="dataset-unknown"),
     pytest.param(["--dataset", "missing/dir"], ("missing/dir", "does not exist"), id="dataset-missing"),
-    pytest.param(["--no-such-option"], ("--no-such-option",), id="unknown-option",
-                 marks=pytest.mark.xfail(raises=ModuleNotFoundError, reason=CLICK_BUG, strict=True)),
+    pytest.param(["--no-such-option"], ("--no-such-option",), id="unknown-option"),
 ]
 
 
@@ -883,7 +850,6 @@ def test_resume_with_other_data_shape_is_refused(run_dir, tmp_path, capsys, monk
     assert snapshot(run) == before
 
 
-@pytest.mark.xfail(reason=ARGV_BUG, strict=True)
 def test_resume_with_other_data_shape_is_refused_in_process(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path / "run")
     before = snapshot(run)
@@ -892,7 +858,6 @@ def test_resume_with_other_data_shape_is_refused_in_process(run_dir, tmp_path, c
     assert snapshot(run) == before
 
 
-@pytest.mark.xfail(reason=ARGV_BUG, strict=True)
 def test_resume_extends_a_finished_run_with_more_epochs(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path / "run")
     code, out = run_cli(capsys, "train", "--resume", run, "--epochs", "3", "--quiet")

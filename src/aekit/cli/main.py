@@ -47,6 +47,12 @@ def _metrics_table(rows: list[dict], title: str | None = None) -> Table:
     return t
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _parse_threads(threads: int | None) -> int | None:
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
@@ -55,6 +61,7 @@ def _parse_threads(threads: int | None) -> int | None:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: str = typer.Option("dense_ae", help="registered model name (see `aekit models`)"),
     dataset: str = typer.Option("digits", help="digits | mnist | fashion-mnist | PATH (image folder, .npy, .npz)"),
     epochs: int = typer.Option(20, min=1),
@@ -89,8 +96,8 @@ def train(
     progress = False if quiet else None
     if resume is not None:
         console.print(f"resuming [bold]{resume}[/bold]")
-        epochs_given = "--epochs" in sys.argv
-        dataset_given = "--dataset" in sys.argv
+        epochs_given = _given(ctx, "epochs")
+        dataset_given = _given(ctx, "dataset")
         metrics = resume_run(resume, epochs=epochs if epochs_given else None,
                              dataset=dataset if dataset_given else None, progress=progress)
         run_dir = resume

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -104,7 +105,10 @@ def model_from_config(name: str, config: dict[str, Any]) -> nn.Module:
     if unknown:
         raise ConfigError(f"saved config of {name!r} has unknown field(s): {', '.join(unknown)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    return cls(cls.Config(**values))
+    with warnings.catch_warnings():
+        # the over-complete-code warning belongs to design time, not to loading a saved model
+        warnings.filterwarnings("ignore", message=".*not smaller than the input", category=UserWarning)
+        return cls(cls.Config(**values))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
