@@ -241,16 +241,15 @@ class Trainer:
             fixed_inputs = self.corruption(train_d[1], torch.Generator().manual_seed(cfg.seed + 2))
 
         if resume and self.checkpoint is not None and self.checkpoint.exists():
+            # a finished or early-stopped run restores to start_epoch > epochs: nothing to train
             start_epoch, best, best_state, bad_epochs = self._restore(model, data_shape)
-            if start_epoch > cfg.epochs:
-                return self.history
         elif self.checkpoint is not None:
             self._save(model, epoch=0, data_shape=data_shape, best=best, best_state=None, bad_epochs=0)
 
         bar = make_progress(cfg.progress)
         with bar:
             for epoch in range(start_epoch, cfg.epochs + 1):
-                rec = self._train_epoch(model, train_d, fixed_inputs, epoch, bar, data_shape)
+                rec = self._train_epoch(model, train_d, fixed_inputs, epoch, bar)
                 if val_d is not None:
                     val_terms = self.evaluate(model, val_d, noise_seed=cfg.seed + 3)
                     rec.update({f"val_{k}": v for k, v in val_terms.items()})
@@ -265,10 +264,10 @@ class Trainer:
                 self.history.records.append(rec)
                 bar.epoch_done(rec, cfg.epochs)
                 stop = bool(cfg.patience and bad_epochs >= cfg.patience)
+                for cb in self.callbacks:  # before the checkpoint, so e.g. lr changes are saved
+                    cb(self, rec)
                 if self.checkpoint is not None:
                     self._save(model, epoch, data_shape, best, best_state, bad_epochs, stopped=stop)
-                for cb in self.callbacks:
-                    cb(self, rec)
                 if stop:
                     self.history.stopped_early = True
                     break
@@ -277,7 +276,7 @@ class Trainer:
         model.eval()
         return self.history
 
-    def _train_epoch(self, model, train_d, fixed_inputs, epoch, bar, data_shape) -> dict:
+    def _train_epoch(self, model, train_d, fixed_inputs, epoch, bar) -> dict:
         cfg = self.config
         model.train()
         t0 = time.perf_counter()
