@@ -5,6 +5,7 @@ conv 16/8 on binarised MNIST, batch 128; wide conv 32/64 denoiser on binarised F
 fixed noisy inputs clip(clean + 0.2 + N(0, 0.2)), batch 128) with Adam(1e-3, eps 1e-7) and BCE,
 on the same arrays, with the same thread counts. Each run is a separate process; for every
 (model, threads) the aekit and Keras runs follow each other, so both see the same machine load.
+The full default run took 20 minutes on the shared 2-core machine (less when it is idle).
 
 Reported: steady-state training samples/s (first epoch excluded when there are several), the ratio
 ours / Keras, and the test BCE per pixel of both after the same number of epochs.
@@ -14,7 +15,9 @@ The Keras side runs in its own virtual environment, benchmarks/.venv-keras, crea
 (`pip install tensorflow-cpu keras`, about 1.6 GB); `--keras-python` points at another one.
 
     python benchmarks/reference_keras.py                      # 3 epochs, threads 1 and 2
+    python benchmarks/reference_keras.py --omp-wait-policy passive   # on a busy shared machine
     python benchmarks/reference_keras.py --epochs 10 --threads 2 --precision fp32,auto
+    python benchmarks/reference_keras.py --models conv --seeds 0,1,2 --repeats 2  # firmer numbers
     python benchmarks/reference_keras.py --n-train 2000 --n-test 500 --epochs 2   # smoke run
 
 Writes benchmarks/results/reference_keras.json.
@@ -249,17 +252,20 @@ def _keras_works(python: Path) -> str | None:
     return f"tensorflow {tf_v} / keras {keras_v}"
 
 
-def ensure_keras_python(args: argparse.Namespace) -> Path:
-    """A Python that has TensorFlow + Keras 3, creating benchmarks/.venv-keras if needed."""
+def ensure_keras_python(args: argparse.Namespace) -> tuple[Path, str]:
+    """A Python that has TensorFlow + Keras 3 (creating benchmarks/.venv-keras if needed), and
+    its 'tensorflow X / keras Y' versions."""
     if args.keras_python:
         python = Path(args.keras_python)
-        if not _keras_works(python):
+        version = _keras_works(python)
+        if not version:
             raise SystemExit(f"--keras-python {python}: cannot import tensorflow and keras")
-        return python
+        return python, version
     venv = DEFAULT_KERAS_VENV
     python = venv / "bin" / "python"
-    if _keras_works(python):
-        return python
+    version = _keras_works(python)
+    if version:
+        return python, version
     if args.no_install:
         raise SystemExit(f"{venv} has no working TensorFlow/Keras and --no-install was given")
     print(f"creating {venv} (TensorFlow CPU + Keras 3, about 1.6 GB; once) ...", flush=True)
@@ -276,15 +282,18 @@ def ensure_keras_python(args: argparse.Namespace) -> Path:
     if not version:
         raise SystemExit(f"{venv}: TensorFlow installed but does not import")
     print(f"  {version} installed in {time.perf_counter() - t0:.0f} s", flush=True)
-    return python
+    return python, version
 
 
 # ----------------------------------------------------------------------------------------------
 # orchestration
 
 
-def _run_worker(cmd: list[str], threads: int, out: Path, label: str) -> dict[str, Any]:
+def _run_worker(cmd: list[str], threads: int, out: Path, label: str,
+                omp_wait_policy: str = "inherit") -> dict[str, Any]:
     env = dict(os.environ)
+    if omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                 "TF_NUM_INTEROP_THREADS"):
         env[var] = str(threads)
@@ -333,10 +342,14 @@ def summarise(runs: list[dict[str, Any]], models: list[str], threads: list[int],
         for t in threads:
             keras_runs = [r for r in runs if r["framework"] == "keras"
                           and r["model"] == m and r["threads"] == t]
+            if not keras_runs:
+                continue
             k_sps, k_loss = _speed_and_loss(keras_runs)
             for p in precisions:
                 ours = [r for r in runs if r["framework"] == "aekit" and r["model"] == m
                         and r["threads"] == t and r["precision"] == p]
+                if not ours:
+                    continue
                 o_sps, o_loss = _speed_and_loss(ours)
                 ratio = o_sps / k_sps
                 rows.append({
@@ -365,6 +378,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="comma list of training seeds (default 0)")
     p.add_argument("--repeats", type=int, default=1,
                    help="runs per seed; samples/s is the best of them (default 1)")
+    p.add_argument("--omp-wait-policy", choices=["inherit", "passive", "active"],
+                   default="inherit",
+                   help="OMP_WAIT_POLICY for both sides' workers (default: leave the environment "
+                        "as is); 'passive' keeps PyTorch's 2-thread runs from collapsing when "
+                        "other processes compete for the cores")
     p.add_argument("--n-train", type=int, default=0, help="use the first N training images")
     p.add_argument("--n-test", type=int, default=0, help="use the first N test images")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the fixed noisy copy")
@@ -407,20 +425,49 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "torch":
         return torch_worker(args)
 
-    keras_python = ensure_keras_python(args)
-    keras_version = _keras_works(keras_python)
+    keras_python, keras_version = ensure_keras_python(args)
     env = _common.env_info()
     print(f"CPU: {env['cpu']} ({env['cpu_count']} cores, flags {env['cpu_flags']}); "
           f"torch {env['torch']}; {keras_version}", flush=True)
 
     runs: list[dict[str, Any]] = []
+    settings: dict[str, Any] = {
+        "epochs": args.epochs, "models": args.models, "threads": args.threads,
+        "precisions": args.precision, "seeds": args.seeds, "repeats": args.repeats,
+        "data_seed": args.data_seed, "omp_wait_policy": args.omp_wait_policy,
+        "batch_sizes": {m: MODELS[m][3] for m in args.models},
+        "optimizer": "Adam(lr=1e-3, eps=1e-7)", "loss": "binary cross-entropy per pixel",
+        "noise": f"clip(clean + {NOISE_SHIFT} + N(0, {NOISE_STD}), 0, 1), drawn once",
+    }
+    t_all = time.perf_counter()
+
+    def save(complete: bool) -> tuple[Path, list[dict[str, Any]]]:
+        # rewritten after every run, so an interrupted benchmark keeps what it measured
+        rows = summarise(runs, args.models, args.threads, args.precision, args.epochs)
+        payload = {
+            "benchmark": "reference_keras",
+            "command": _common.command_line(),
+            "date_utc": env["date_utc"],
+            "complete": complete,
+            "note": NOTE,
+            "target": {"ratio_at_least": TARGET_RATIO,
+                       "test_loss": "ours <= keras at equal epochs"},
+            "settings": settings,
+            "env": {"aekit_side": env,
+                    "keras_side": next((r["env"] for r in runs if r["framework"] == "keras"),
+                                       {"versions": keras_version})},
+            "total_seconds": time.perf_counter() - t_all,
+            "results": rows,
+            "runs": runs,
+        }
+        return _common.write_json(args.output, payload), rows
+
     configs = [(m, t, s, rep) for m in args.models for t in args.threads for s in args.seeds
                for rep in range(args.repeats)]
     n_runs = len(configs) * (1 + len(args.precision))
-    t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aekit-refkeras-") as tmp:
         tmp_dir = Path(tmp)
-        data_info = prepare_data(args, {MODELS[m][2] for m in args.models}, tmp_dir)
+        settings["data"] = prepare_data(args, {MODELS[m][2] for m in args.models}, tmp_dir)
         k = 0
         for i, (m, t, s, rep) in enumerate(configs):
             _, _, ds, batch = MODELS[m]
@@ -443,18 +490,20 @@ def main(argv: list[str] | None = None) -> int:
                 if args.repeats > 1:
                     label += f" repeat={rep + 1}"
                 load_before = _load_average()
-                r = _run_worker(cmd, t, out, label)
+                r = _run_worker(cmd, t, out, label, args.omp_wait_policy)
                 r["repeat"] = rep
                 r["load_average_before"] = load_before
                 r["load_average_after"] = _load_average()
                 r["steady_samples_per_s"] = steady_samples_per_s(r["history"], r["n_train"])
                 runs.append(r)
+                save(complete=False)
                 last = r["history"][-1]
                 print(f"[{k}/{n_runs}] {label}: {r['steady_samples_per_s']:,.0f} samples/s, "
                       f"test BCE {last['val_loss']:.4f} at epoch {last['epoch']} "
-                      f"({r['process_seconds']:.0f} s)", flush=True)
+                      f"({r['process_seconds']:.0f} s, load {load_before[0] if load_before else '?'}"
+                      f" before)", flush=True)
 
-    rows = summarise(runs, args.models, args.threads, args.precision, args.epochs)
+    path, rows = save(complete=True)
     cols = ["model", "threads", "precision", "ours_samples_per_s", "keras_samples_per_s", "ratio",
             "ours_test_bce", "keras_test_bce", "tutorial_val_bce", "speed_target_met",
             "loss_target_met"]
@@ -463,30 +512,7 @@ def main(argv: list[str] | None = None) -> int:
              f"tutorial val@{args.epochs}", f"ratio>={TARGET_RATIO}", "loss<=keras"]
     _common.print_table(rows, cols, heads,
                         title=f"aekit vs Keras 3 ({keras_version}), {args.epochs} epochs, "
-                              f"seeds {args.seeds}")
-
-    keras_env = next((r["env"] for r in runs if r["framework"] == "keras"), {})
-    payload = {
-        "benchmark": "reference_keras",
-        "command": _common.command_line(),
-        "date_utc": env["date_utc"],
-        "note": NOTE,
-        "target": {"ratio_at_least": TARGET_RATIO, "test_loss": "ours <= keras at equal epochs"},
-        "settings": {
-            "epochs": args.epochs, "models": args.models, "threads": args.threads,
-            "precisions": args.precision, "seeds": args.seeds, "repeats": args.repeats,
-            "data_seed": args.data_seed,
-            "batch_sizes": {m: MODELS[m][3] for m in args.models},
-            "optimizer": "Adam(lr=1e-3, eps=1e-7)", "loss": "binary cross-entropy per pixel",
-            "noise": f"clip(clean + {NOISE_SHIFT} + N(0, {NOISE_STD}), 0, 1), drawn once",
-            "data": data_info,
-        },
-        "env": {"aekit_side": env, "keras_side": keras_env},
-        "total_seconds": time.perf_counter() - t_all,
-        "results": rows,
-        "runs": runs,
-    }
-    path = _common.write_json(args.output, payload)
+                              f"seeds {args.seeds}, n_train {runs[0]['n_train']}")
     print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
     return 0
 

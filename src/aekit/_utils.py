@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import random
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
     return dev
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed memory in the process for reuse (glibc): no page faults on large tensors.
+
+    glibc returns freed blocks of a few MB to the OS (mmap / heap trimming), so a training
+    loop that allocates the same activation sizes every step can page-fault on all of them:
+    measured up to ~7,000 faults and 18% of the step time (conv_ae "wide", 1 thread). Raising
+    both thresholds to 1 GiB keeps that memory; the process's resident size stays at its peak.
+    Process-wide and idempotent; ``AEKIT_MALLOC_TUNING=0`` turns it off. True when applied.
+    """
+    if os.environ.get("AEKIT_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 1 << 30))
 
 
 def cpu_supports_bf16() -> bool:

@@ -12,10 +12,11 @@ Two exact rewrites, chosen per layer from measurements on CPU (oneDNN, channels-
   input, with the 3x3 kernel's rows and columns summed in pairs: output row ``2i`` uses input
   rows ``(i-1, i)`` with kernel rows ``(w0, w1+w2)``, and row ``2i+1`` uses rows ``(i, i+1)``
   with ``(w0+w1, w2)`` (the same for columns). That is a stride-2 transposed convolution with a
-  4x4 kernel (16 instead of 36 multiply-adds per output block, and no upsampled tensor); for a
-  few output channels (the C -> 1 output layer) it runs better as a 3x3 convolution with
-  ``4 * C_out`` outputs at low resolution followed by a pixel shuffle. The derived kernels are
-  computed from the layer's own 3x3 weight in every forward pass, so gradients reach it directly.
+  4x4 kernel (16 instead of 36 multiply-adds per output block, and no upsampled tensor); for
+  one or two output channels (the C -> 1 output layer) it runs better as a 3x3 convolution with
+  ``4 * C_out`` outputs at low resolution followed by a pixel shuffle, and narrow or widening
+  layers keep the plain form (:func:`pick_upsample_method`). The derived kernels are computed
+  from the layer's own 3x3 weight in every forward pass, so gradients reach it directly.
 
 :class:`FastSequential` applies these rewrites while running an ``nn.Sequential`` on CPU; the
 modules, their parameters (``state_dict``) and initialisation are those of the plain sequence.
@@ -23,15 +24,36 @@ modules, their parameters (``state_dict``) and initialisation are those of the p
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# 3x3 taps (d) -> the taps of the derived kernels. Along one axis, the transposed conv's 4 taps
+# are (w2, w1+w2, w0+w1, w0); the sub-pixel phase-0 taps (w0, w1+w2, 0), phase-1 (0, w0+w1, w2).
+_TRANSPOSE_1D = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))  # [k][d]
+_PHASE_1D = (((1, 0, 0), (0, 1, 1), (0, 0, 0)), ((0, 0, 0), (1, 1, 0), (0, 0, 1)))  # [a][r][d]
 
-def _pair_rows(w: Tensor, dim: int) -> Tensor:
-    """3 taps along ``dim`` -> the 4 taps of the transposed kernel: (w2, w1+w2, w0+w1, w0)."""
-    w0, w1, w2 = w.unbind(dim)
-    return torch.stack((w2, w1 + w2, w0 + w1, w0), dim)
+
+def _tap_maps() -> tuple[Tensor, Tensor]:
+    m = torch.tensor(_TRANSPOSE_1D, dtype=torch.float32)
+    p = torch.tensor(_PHASE_1D, dtype=torch.float32)
+    transpose = torch.einsum("kd,le->klde", m, m).reshape(16, 9)  # (4x4 taps, 3x3 taps)
+    subpixel = torch.einsum("ard,bse->abrsde", p, p).reshape(36, 9)  # (phase, 3x3 taps; 3x3 taps)
+    return transpose, subpixel
+
+
+_TRANSPOSE_MAP, _SUBPIXEL_MAP = _tap_maps()
+
+
+def _map_taps(weight: Tensor, tap_map: Tensor) -> Tensor:
+    """``(C_out, C_in, 3, 3)`` -> ``(C_out, C_in, n)``: each new tap a sum of 3x3 taps (fp32)."""
+    c_out, c_in = weight.shape[:2]
+    dev = weight.device.type
+    off = torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else nullcontext()
+    with off:  # the kernel sums in fp32 even under autocast (the conv casts them afterwards)
+        return weight.reshape(c_out, c_in, 9) @ tap_map.to(weight).t()
 
 
 def upsample_conv_transpose_weight(weight: Tensor) -> Tensor:
@@ -40,19 +62,8 @@ def upsample_conv_transpose_weight(weight: Tensor) -> Tensor:
     ``conv_transpose2d(x, K, stride=2, padding=1)`` with this ``K`` equals
     ``conv2d(upsample_nearest_2x(x), weight, padding=1)``.
     """
-    return _pair_rows(_pair_rows(weight, 2), 3).transpose(0, 1)
-
-
-def _phase_taps(w: Tensor, dim: int) -> Tensor:
-    """3 taps along ``dim`` -> phase-0 taps (w0, w1+w2, 0) and phase-1 taps (0, w0+w1, w2).
-
-    Returns a tensor with a new phase axis of size 2 just before ``dim``.
-    """
-    w0, w1, w2 = w.unbind(dim)
-    z = torch.zeros_like(w0)
-    return torch.stack(
-        (torch.stack((w0, w1 + w2, z), dim), torch.stack((z, w0 + w1, w2), dim)), dim
-    )
+    c_out, c_in = weight.shape[:2]
+    return _map_taps(weight, _TRANSPOSE_MAP).view(c_out, c_in, 4, 4).transpose(0, 1)
 
 
 def upsample_subpixel_weight(weight: Tensor) -> Tensor:
@@ -62,10 +73,8 @@ def upsample_subpixel_weight(weight: Tensor) -> Tensor:
     times) equals ``conv2d(upsample_nearest_2x(x), weight, padding=1)``.
     """
     c_out, c_in = weight.shape[:2]
-    k = _phase_taps(weight, 2)  # (C_out, C_in, 2[row phase], 3, 3)
-    k = _phase_taps(k, 4)  # (C_out, C_in, 2, 3, 2[col phase], 3)
-    # -> (C_out, row phase, col phase, C_in, 3, 3): pixel_shuffle's channel order
-    return k.permute(0, 2, 4, 1, 3, 5).reshape(4 * c_out, c_in, 3, 3)
+    k = _map_taps(weight, _SUBPIXEL_MAP).view(c_out, c_in, 4, 3, 3)
+    return k.transpose(1, 2).reshape(4 * c_out, c_in, 3, 3)  # pixel_shuffle's channel order
 
 
 def upsample2x_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, method: str = "auto") -> Tensor:
@@ -94,15 +103,16 @@ def upsample2x_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, method: s
 
 
 def pick_upsample_method(c_in: int, c_out: int) -> str:
-    """The fastest form on CPU, from fwd+bwd timings (batch 128, 7x7 and 14x14 inputs).
+    """The fastest form on CPU, from fwd+bwd timings (1 thread, batch 128, 7x7 and 14x14 inputs).
 
-    Few output channels (the output layer): sub-pixel conv, 2-3x faster than the reference.
-    16+ input channels: transposed conv, 1.1-1.6x. Narrow layers (8 -> 16): the plain
-    upsample + conv was fastest (oneDNN's transposed conv has more fixed cost).
+    One or two output channels (the output layer): the sub-pixel conv, 2-3x faster than the
+    reference. At least 16 input channels and no more outputs than inputs (the decoder of the
+    wide model): the transposed conv, 1.1-1.6x. Otherwise (narrow layers such as 8 -> 16, or
+    widening ones such as 16 -> 32) the plain upsample + conv was as fast or faster.
     """
     if c_out <= 2:
         return "subpixel"
-    if c_in >= 16:
+    if c_in >= 16 and c_out <= c_in:
         return "transpose"
     return "plain"
 
@@ -153,18 +163,27 @@ def _plan(mods: list[nn.Module]) -> list[tuple]:
     return steps
 
 
+def _has_hooks(mods: list[nn.Module]) -> bool:
+    """Module hooks expect each module to be called: with any, run the plain sequence."""
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in mods
+    )
+
+
 class FastSequential(nn.Sequential):
     """``nn.Sequential`` that runs the exact rewrites above on CPU (plain order elsewhere).
 
-    Same children, names and parameters as ``nn.Sequential``; ``fast = False`` turns it off.
+    Same children, names and parameters as ``nn.Sequential``; ``fast = False`` turns it off
+    (it is also off for non-CPU tensors and while any child module has hooks).
     """
 
     fast: bool = True
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.fast or x.device.type != "cpu":
-            return super().forward(x)
         mods = list(self._modules.values())
+        if not self.fast or x.device.type != "cpu" or _has_hooks(mods):
+            return super().forward(x)
         key = tuple(map(id, mods))
         cached = self.__dict__.get("_fast_plan")
         if cached is None or cached[0] != key:

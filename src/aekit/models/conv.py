@@ -42,7 +42,9 @@ class HeadConv2d(nn.Conv2d):
     """``Conv2d(C -> 1)`` computed as a depthwise convolution plus a sum over channels.
 
     Same parameters and function as the plain convolution; oneDNN pads a 1-channel output to
-    16 channels, so this is markedly faster on CPU (see shared/reference/performance.md).
+    16 channels, so this is markedly faster on CPU (see shared/reference/performance.md). In
+    ConvAE's decoder on CPU, the upsampling before it and this layer run fused instead, as a
+    sub-pixel convolution at the lower resolution (``_fast_ops.upsample2x_conv3x3``).
     """
 
     def forward(self, x: Tensor) -> Tensor:
