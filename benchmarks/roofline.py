@@ -17,10 +17,12 @@ Measured, in one run so that the ratios see the same machine load:
    ``fraction of peak = samples/s * FLOPs/sample / peak``.
 4. For the hinton2006 model: the same step in a bare loop (no Trainer), alone and with the changes
    a faster trainer could make (fused Adam, foreach Adam, the BCE as one fused reduction, no
-   per-step ``float(loss)``), side by side in this process; and a torch.profiler table of the
-   Trainer's step (``--profile``, on by default) showing where the time goes.
+   per-step ``float(loss)``), and the real Trainer as is and with ``Adam(fused=True)`` swapped in
+   (a subclass), all side by side in this process, in interleaved rounds; and a torch.profiler table of the
+   Trainer's step showing where the time goes (skip with ``--no-profile``); both at
+   ``--bare-threads`` threads (default: the last of ``--threads``).
 
-    python benchmarks/roofline.py                 # full: 60k samples, threads 1 and 2
+    python benchmarks/roofline.py                 # full: 16,384 images, threads 1 and 2
     python benchmarks/roofline.py --threads 2 --n-train 20000
     python benchmarks/roofline.py --quick         # smoke run, < 1 minute
 
@@ -50,9 +52,9 @@ import aekit  # noqa: E402
 from aekit.data import load_dataset  # noqa: E402
 
 MODELS: dict[str, dict[str, Any]] = {
-    # name -> create_model arguments (the hinton2006 model with the ReLU units hinton2006.py uses)
+    # name -> create_model arguments (hinton2006 with the ELU units and linear code hinton2006.py trains)
     "tutorial_dense": dict(name="dense_ae", preset="tutorial"),
-    "hinton2006": dict(name="dense_ae", preset="hinton2006", activation="relu"),
+    "hinton2006": dict(name="dense_ae", preset="hinton2006", activation="elu", code_activation="linear"),
 }
 TARGET_FRACTION = 0.5  # for hinton2006
 
@@ -126,15 +128,40 @@ def _bce_fused(model, xb):
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # what the Trainer does today: model.loss (element-wise BCE then .mean()), Adam defaults
-    # (single-tensor for-loop on CPU), zero_grad(set_to_none), float(loss) each step
-    "bare loop, as Trainer": dict(adam={}, fused_loss=False, sync=True),
+    # the Trainer's step before commit 2a90dfb: model.loss (element-wise BCE then .mean()), Adam
+    # defaults (single-tensor for-loop on CPU), zero_grad(set_to_none), float(loss) each step
+    "bare loop, Adam() default": dict(adam={}, fused_loss=False, sync=True),
     "+ Adam(foreach=True)": dict(adam={"foreach": True}, fused_loss=False, sync=True),
     "+ Adam(fused=True)": dict(adam={"fused": True}, fused_loss=False, sync=True),
     "+ fused BCE mean": dict(adam={}, fused_loss=True, sync=True),
     "fused Adam + fused BCE": dict(adam={"fused": True}, fused_loss=True, sync=True),
     "fused Adam + fused BCE, no float(loss)": dict(adam={"fused": True}, fused_loss=True, sync=False),
+    # the real Trainer, as is (fused Adam on CPU since 2a90dfb) and with Adam(fused=True) forced by a
+    # subclass (the same thing now; it was the proposed change before)
+    "aekit.Trainer, as is": dict(trainer=True, fused=False),
+    "aekit.Trainer, Adam(fused=True) forced": dict(trainer=True, fused=True),
 }
+
+
+class FusedAdamTrainer(aekit.Trainer):
+    """The Trainer with Adam(fused=True) forced (same maths, one kernel per tensor)."""
+
+    def _setup(self, model):
+        super()._setup(model)
+        cfg = self.config
+        if cfg.optimizer == "adam":
+            params = [p for p in model.parameters() if p.requires_grad]
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                              fused=True)
+
+
+def trainer_loop(model_key: str, x: torch.Tensor, batch_size: int, threads: int, steps: int, fused: bool,
+                 seed: int) -> float:
+    """Steady samples/s of the real Trainer (2 epochs of ``steps`` batches; the second is timed)."""
+    model = build(model_key, seed)
+    cfg = aekit.TrainConfig(epochs=2, batch_size=batch_size, seed=seed, threads=threads, progress=False)
+    cls = FusedAdamTrainer if fused else aekit.Trainer
+    return cls(cfg).fit(model, x[: batch_size * steps]).steady_samples_per_s()
 
 
 def bare_loop(model_key: str, x: torch.Tensor, batch_size: int, threads: int, steps: int,
@@ -182,21 +209,45 @@ def profile_trainer_step(model_key: str, x: torch.Tensor, batch_size: int, threa
             "self_ms": e.self_cpu_time_total / 1e3,
             "self_share": e.self_cpu_time_total / total if total else float("nan"),
         })
-    groups = {"matmul (addmm/mm)": ("aten::addmm", "aten::mm"),
-              "Adam step": ("aten::_fused_adam_", "aten::_foreach_", "aten::addcmul_", "aten::addcdiv_",
-                            "aten::lerp_", "aten::sqrt", "aten::mul_", "aten::add_", "aten::div_"),
-              "BCE loss": ("aten::binary_cross_entropy_with_logits", "aten::log_sigmoid",
-                           "aten::log_sigmoid_forward", "aten::log_sigmoid_backward", "aten::sigmoid",
-                           "aten::neg", "aten::rsub", "aten::sub", "aten::exp", "aten::log1p",
-                           "aten::clamp_min", "aten::mean", "aten::sum", "aten::maximum"),
-              "ReLU (fwd+bwd)": ("aten::relu", "aten::clamp_min_", "aten::threshold_backward", "aten::relu_"),
-              "batch gather (x[idx])": ("aten::index", "aten::index_select")}
-    by_group = {}
-    for g, keys in groups.items():
-        by_group[g] = sum(e.self_cpu_time_total for e in events if e.key.startswith(keys)) / total
+
+    def self_ms(*names):
+        return sum(e.self_cpu_time_total for e in events if e.key in names) / 1e3
+
+    def total_ms(pred):
+        return sum(e.cpu_time_total for e in events if pred(e.key)) / 1e3
+
+    # approximate attribution (wall-clock CPU time of this thread): matmuls by self time, the
+    # optimizer and the loss by their enclosing ranges, the rest by self time of named ops
+    groups = {
+        "matmul (mm/addmm, fwd+bwd)": self_ms("aten::mm", "aten::addmm"),
+        "Adam step (whole)": total_ms(lambda k: k.startswith("Optimizer.step#")),
+        "zero_grad": total_ms(lambda k: k.startswith("Optimizer.zero_grad#")),
+        "BCE loss fwd+bwd": total_ms(lambda k: k in ("aten::binary_cross_entropy_with_logits",
+                                                     "autograd::engine::evaluate_function: "
+                                                     "BinaryCrossEntropyWithLogitsBackward0",
+                                                     "autograd::engine::evaluate_function: MeanBackward0",
+                                                     "aten::mean")),
+        "activations fwd+bwd": self_ms("aten::relu", "aten::clamp_min", "aten::elu", "aten::threshold_backward",
+                                       "aten::elu_backward"),
+        "aten::sum (bias grads)": self_ms("aten::sum"),
+        "batch gather x[idx]": self_ms("aten::index", "aten::index_select"),
+    }
+    total_ms_all = total / 1e3
+    by_group = {g: v / total_ms_all for g, v in groups.items()}
     by_group["other"] = 1 - sum(by_group.values())
     return {"batch_size": batch_size, "threads": threads, "steps": math.ceil(n / batch_size),
             "self_cpu_total_ms": total / 1e3, "top_ops": rows, "share_by_group": by_group}
+
+
+def results_dir(args) -> Path:
+    """Where the JSON goes: --results-dir, else benchmarks/results (a temp folder for --quick)."""
+    if args.results_dir:
+        return Path(args.results_dir)
+    if args.quick:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "aekit-bench-quick"
+    return _common.RESULTS_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,29 +256,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--batch-sizes", default="128,256,1024")
     ap.add_argument("--models", default="tutorial_dense,hinton2006")
-    ap.add_argument("--epochs", type=int, default=2, help="Trainer epochs per measurement; "
-                    "the first is excluded when there are several (default 2)")
-    ap.add_argument("--n-train", type=int, default=None, help="use this many MNIST training images (default all)")
+    ap.add_argument("--epochs", type=int, default=3, help="Trainer epochs per measurement; "
+                    "the first is excluded when there are several (default 3)")
+    ap.add_argument("--n-train", type=int, default=16384, help="use this many MNIST training images (default "
+                    "16384; 0: all 60,000)")
     ap.add_argument("--reps", type=int, default=8, help="torch.mm timings per peak measurement")
     ap.add_argument("--bare-steps", type=int, default=60, help="steps per bare-loop variant (0: skip)")
     ap.add_argument("--bare-batch", type=int, default=256)
+    ap.add_argument("--bare-threads", type=int, default=None, help="threads for the bare loop and the profile")
     ap.add_argument("--bare-rounds", type=int, default=3, help="interleaved rounds of the bare-loop variants "
                     "(the best of each is kept)")
     ap.add_argument("--profile-steps", type=int, default=40)
     ap.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 4k images, 1 thread count, 1 epoch")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2k images, the first thread count, 1 epoch")
     ap.add_argument("--out", default="roofline", help="results/<OUT>.json (default roofline)")
+    ap.add_argument("--results-dir", default=None, help="folder for the JSON (default benchmarks/results; "
+                    "with --quick a temporary folder, so that smoke runs keep the real results)")
     args = ap.parse_args(argv)
 
     threads_list = [int(t) for t in args.threads.split(",")]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     model_keys = [m for m in args.models.split(",") if m]
     if args.quick:
-        threads_list = threads_list[-1:]
-        args.n_train = args.n_train or 2048
-        args.n_train = min(args.n_train, 4096)
+        threads_list = threads_list[:1]
+        args.n_train = min(args.n_train or 2048, 2048)
         args.epochs, args.reps, args.bare_steps, args.bare_rounds, args.profile_steps = 1, 3, 4, 1, 4
+    bare_threads = args.bare_threads or threads_list[-1]
     t_start = time.perf_counter()
     env = _common.env_info()
 
@@ -273,10 +328,14 @@ def main(argv: list[str] | None = None) -> int:
 
     bare_rows: list[dict[str, Any]] = []
     if args.bare_steps and "hinton2006" in model_keys:
-        th = threads_list[-1]
+        th = bare_threads
         for rnd in range(args.bare_rounds):  # interleaved rounds; the best of each is kept
             for name, var in VARIANTS.items():
-                sps = bare_loop("hinton2006", x, args.bare_batch, th, args.bare_steps, var, args.seed + rnd)
+                if var.get("trainer"):
+                    sps = trainer_loop("hinton2006", x, args.bare_batch, th, args.bare_steps, var["fused"],
+                                       args.seed + rnd)
+                else:
+                    sps = bare_loop("hinton2006", x, args.bare_batch, th, args.bare_steps, var, args.seed + rnd)
                 prev = next((b for b in bare_rows if b["variant"] == name), None)
                 if prev is None:
                     bare_rows.append({"variant": name, "samples_per_s": sps, "rounds": [sps]})
@@ -284,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     prev["rounds"].append(sps)
                     prev["samples_per_s"] = max(prev["rounds"])
         base = bare_rows[0]["samples_per_s"]
-        peak = max(p["best_gflops"] for p in peaks[th])
+        peak = max(p["best_gflops"] for p in peaks[th]) if th in peaks else matmul_peak(th, args.reps)["best_gflops"]
         f = flops["hinton2006"]["train_flops_per_sample"]
         for b in bare_rows:
             b.update(vs_bare=b["samples_per_s"] / base, fraction_of_peak=b["samples_per_s"] * f / 1e9 / peak,
@@ -296,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prof = None
     if not args.no_profile and "hinton2006" in model_keys:
-        prof = profile_trainer_step("hinton2006", x, args.bare_batch, threads_list[-1], args.seed,
+        prof = profile_trainer_step("hinton2006", x, args.bare_batch, bare_threads, args.seed,
                                     steps=args.profile_steps)
         _common.print_table(prof["top_ops"], ["op", "calls", "self_ms", "self_share"],
                             title=f"torch.profiler: Trainer, hinton2006, batch {prof['batch_size']}, "
@@ -319,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                          "forward (dX and dW); biases, activations, loss and optimizer not counted",
         "settings": {"threads": threads_list, "batch_sizes": batch_sizes, "epochs": args.epochs,
                      "n_train": len(x), "reps": args.reps, "bare_steps": args.bare_steps,
-                     "bare_batch": args.bare_batch, "bare_rounds": args.bare_rounds,
+                     "bare_batch": args.bare_batch, "bare_threads": bare_threads, "bare_rounds": args.bare_rounds,
                      "profile_steps": args.profile_steps, "seed": args.seed},
         "matmul_peak": {str(k): v for k, v in peaks.items()},
         "flops_per_sample": flops,
@@ -333,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "wall_s": wall,
     }
-    path = _common.write_json(args.out, payload)
+    path = _common.write_json(args.out, payload, results_dir(args))
     print(f"\nwall time {wall:.0f} s; wrote {path}")
     return 0
 
