@@ -145,3 +145,14 @@ def write_json(name: str, payload: Mapping[str, Any], results_dir: Path | None =
         fh.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def results_dir(args) -> Path:
+    """Where the JSON goes: --results-dir, else benchmarks/results (a temp folder for --quick)."""
+    if args.results_dir:
+        return Path(args.results_dir)
+    if args.quick:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "aekit-bench-quick"
+    return RESULTS_DIR

@@ -239,17 +239,6 @@ def profile_trainer_step(model_key: str, x: torch.Tensor, batch_size: int, threa
             "self_cpu_total_ms": total / 1e3, "top_ops": rows, "share_by_group": by_group}
 
 
-def results_dir(args) -> Path:
-    """Where the JSON goes: --results-dir, else benchmarks/results (a temp folder for --quick)."""
-    if args.results_dir:
-        return Path(args.results_dir)
-    if args.quick:
-        import tempfile
-
-        return Path(tempfile.gettempdir()) / "aekit-bench-quick"
-    return _common.RESULTS_DIR
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -392,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "wall_s": wall,
     }
-    path = _common.write_json(args.out, payload, results_dir(args))
+    path = _common.write_json(args.out, payload, _common.results_dir(args))
     print(f"\nwall time {wall:.0f} s; wrote {path}")
     return 0
 

@@ -168,17 +168,6 @@ class _quiet_overcomplete:
         return self._cm.__exit__(*exc)
 
 
-def results_dir(args) -> Path:
-    """Where the JSON goes: --results-dir, else benchmarks/results (a temp folder for --quick)."""
-    if args.results_dir:
-        return Path(args.results_dir)
-    if args.quick:
-        import tempfile
-
-        return Path(tempfile.gettempdir()) / "aekit-bench-quick"
-    return _common.RESULTS_DIR
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict = {}
     for k in keys:
         print(f"{k}: {MODELS[k][0]}/{MODELS[k][1]} on {MODELS[k][2]}, {epochs[k]} epochs", flush=True)
-        results[k] = run_model(k, epochs[k], args, cache, results_dir(args))
+        results[k] = run_model(k, epochs[k], args, cache, _common.results_dir(args))
     wall = time.perf_counter() - t_start
 
     summary = []
@@ -275,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "wall_s": wall,
     }
-    path = _common.write_json(args.out, payload, results_dir(args))
+    path = _common.write_json(args.out, payload, _common.results_dir(args))
     print(f"\nwall time {wall:.0f} s; wrote {path}")
     return 0
 
