@@ -110,7 +110,7 @@ def build_model(spec: RunSpec, input_shape: tuple[int, ...]) -> torch.nn.Module:
         return model_class(spec.model)(config)
 
 
-def _run_doc(model, spec: RunSpec, data: PreparedData) -> dict[str, Any]:
+def _run_doc(spec: RunSpec, data: PreparedData) -> dict[str, Any]:
     return {
         "run": {
             "spec": asdict(spec),
@@ -154,7 +154,7 @@ def train_run(
     if out.exists() and overwrite and not resume:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = _run_doc(model, spec, data)
+    doc = _run_doc(spec, data)
     if not resume:
         _write_pending_meta(out, model, doc)
     trainer = Trainer(
