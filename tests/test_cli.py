@@ -864,3 +864,24 @@ def test_resume_extends_a_finished_run_with_more_epochs(run_dir, tmp_path, capsy
     assert code == 0, out
     assert history_epochs(run) == [1, 2, 3]
     assert read_json(run / "metrics.json")["epochs"] == 3
+
+
+def test_reconstruct_applies_the_runs_binarisation(tmp_path, capsys):
+    """A run trained with --binarize sees user images binarised the same way."""
+    import numpy as np
+
+    from aekit.cli.main import main as cli_main
+
+    run = tmp_path / "run"
+    assert cli_main(["train", "--dataset", "digits", "--epochs", "1", "--n-train", "100", "--binarize", "0.5",
+                     "--model", "dense_ae", "--latent-dim", "4", "--out", str(run), "--quiet"]) == 0
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, size=(3, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli_main(["reconstruct", str(run), "--input", str(tmp_path / "x.npy"),
+                     "--out", str(tmp_path / "r.npy")]) == 0
+    model = aekit.load(run)
+    import torch
+
+    want = model.reconstruct(torch.from_numpy((x >= 0.5).astype(np.float32))).detach().numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy"), want, rtol=1e-5, atol=1e-6)

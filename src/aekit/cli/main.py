@@ -148,7 +148,6 @@ def _load_model_for_images(run: Path):
 
 
 def _read_inputs(path: Path, model):
-    from ..data import binarize as _binarize  # noqa: F401
     from ..data import load_images
 
     shape = model.input_shape
@@ -188,12 +187,15 @@ def _apply(run: Path, input: Path, out: Path, n: int, noise: str | None, verb: s
     import numpy as np
 
     from .._utils import atomic_path
+    from ..data import binarize as binarize_images
     from ..data import corrupt_numpy
     from ..training.metrics import reconstruct_batches
     from ..viz import image_strip, reconstruction_grid
 
     model, binarize = _load_model_for_images(run)
     x, names = _read_inputs(input, model)
+    if binarize is not None:  # the run's own preprocessing, as in training
+        x = binarize_images(x, binarize)
     clean = x
     if noise:
         x = corrupt_numpy(x, noise, seed=0)
