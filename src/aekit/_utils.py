@@ -39,6 +39,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write tensors as safetensors, atomically and only under our own temporary name.
+
+    ``safetensors.torch.save_file`` (0.8+) writes through its own ``.tmpXXXXXX`` file beside the
+    target, which a kill would leave behind under a name nobody recognises; serialising to bytes
+    and writing them through :func:`atomic_path` keeps a kill's leftovers predictable.
+    """
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as pretty JSON, atomically."""
     with atomic_path(path) as tmp:

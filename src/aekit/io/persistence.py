@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from .. import __version__
-from .._utils import atomic_path, write_json
+from .._utils import write_json, write_safetensors
 from ..errors import ConfigError, ModelFileError, RunExistsError
 from ..models import load_weights, model_from_meta, model_meta
 from ..tasks.registry import KINDS
@@ -65,9 +65,7 @@ def write_dir(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     kind, meta, tensors = _state_of(obj)
-    with atomic_path(path / WEIGHTS_FILE) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        digest = _sha256(tmp)
+    digest = _sha256(write_safetensors(path / WEIGHTS_FILE, tensors))
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

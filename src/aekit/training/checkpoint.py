@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .._utils import atomic_path
+from .._utils import write_safetensors
 from ..errors import ModelFileError
 
 
@@ -46,9 +46,7 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Write ``tensors`` + ``meta`` (stored as JSON in the safetensors header) atomically."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"aekit": json.dumps(meta)})
-    return Path(path)
+    return write_safetensors(path, tensors, metadata={"aekit": json.dumps(meta)})
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
