@@ -1,7 +1,7 @@
 """aekit: autoencoders made practical.
 
 Train the tutorial's autoencoders (and your own) on images or tables, look at what they learnt,
-and use them to compress, embed, denoise and reconstruct. Models are PyTorch modules built by
+and use them to compress, embed, denoise, reconstruct and find anomalies. Models are PyTorch modules built by
 name; tasks follow scikit-learn conventions; everything saves as safetensors + JSON.
 """
 
@@ -12,9 +12,11 @@ from ._utils import seed_everything  # noqa: E402
 from .io import load, save  # noqa: E402
 from .models import create_model, list_models, list_presets  # noqa: E402
 from .tasks import Denoiser, Embedder  # noqa: E402
+from .tasks.anomaly import AnomalyDetector, SeriesAnomalyDetector  # noqa: E402
 from .training import History, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
+    "AnomalyDetector", "SeriesAnomalyDetector",
     "Denoiser", "Embedder", "History", "TrainConfig", "Trainer", "__version__", "create_model",
     "errors", "list_models", "list_presets", "load", "save", "seed_everything",
 ]

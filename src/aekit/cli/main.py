@@ -243,21 +243,23 @@ def datasets() -> None:
 @app.command()
 def models() -> None:
     """List the registered models and their presets."""
-    from ..models import create_model, list_models, list_presets, model_description
+    from ..models import create_model, list_models, list_presets, model_class, model_description
 
     t = Table(title="registered models")
-    for col in ("model", "presets (parameters at 1x28x28)", "description"):
+    for col in ("model", "input", "presets (parameters)", "description"):
         t.add_column(col)
     import warnings
 
     for name in list_models():
+        default = tuple(model_class(name).Config.__dataclass_fields__["input_shape"].default)
+        shape = (1, 28, 28) if len(default) == 3 else default  # images at MNIST size; windows as configured
         parts = []
-        for p in list_presets(name):
+        for p in list_presets(name) or [None]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                m = create_model(name, p, input_shape=(1, 28, 28))
-            parts.append(f"{p} ({sum(x.numel() for x in m.parameters()):,})")
-        t.add_row(name, ", ".join(parts), model_description(name))
+                m = create_model(name, p, input_shape=shape)
+            parts.append(f"{p or 'default'} ({sum(x.numel() for x in m.parameters()):,})")
+        t.add_row(name, "x".join(map(str, shape)), ", ".join(parts), model_description(name))
     console.print(t)
 
 
@@ -284,6 +286,15 @@ def demo(
         rows.append(train_run(spec, out / name, overwrite=True))
     console.print(_metrics_table(rows, title="digits (8x8, binarised at 0.5), test set of 360 images"))
     console.print(f"run folders with figures: [bold]{out}/{{dense,conv,denoiser}}[/bold]")
+
+
+def _register_subcommands() -> None:
+    from .detect import detect_app
+
+    app.add_typer(detect_app, name="detect")
+
+
+_register_subcommands()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Data layer: named and user data sets, preprocessing, IDX files and input corruptions."""
+"""Data layer: named and user data sets, CSV tables and series, preprocessing, IDX files, corruptions."""
 
 from aekit.data.dataset import Dataset, DatasetInfo
 from aekit.data.datasets import DATASET_NAMES, list_datasets, load_dataset
@@ -14,6 +14,8 @@ from aekit.data.noise import (
     parse_corruption,
 )
 from aekit.data.preprocess import as_images, binarize, to_float01, validate_array
+from aekit.data.series import Series, as_series, read_series_csv, sliding_windows, window_scores_to_points
+from aekit.data.tables import read_table_csv
 
 __all__ = [
     "DATASET_NAMES",
@@ -24,7 +26,9 @@ __all__ = [
     "MaskNoise",
     "SaltPepperNoise",
     "SeedNoise",
+    "Series",
     "as_images",
+    "as_series",
     "binarize",
     "corrupt_numpy",
     "list_datasets",
@@ -32,7 +36,11 @@ __all__ = [
     "load_images",
     "parse_corruption",
     "read_idx",
+    "read_series_csv",
+    "read_table_csv",
+    "sliding_windows",
     "to_float01",
     "validate_array",
+    "window_scores_to_points",
     "write_idx",
 ]

@@ -6,12 +6,14 @@ names the kind of object and the registered model, so :func:`load` rebuilds the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +81,12 @@ def write_dir(
     return path
 
 
-def save(obj: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
-    """Save a model or task to directory ``path`` (``aekit.json`` + ``model.safetensors``).
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty directory beside ``path``; on success it replaces ``path`` in one rename.
 
-    Refuses to replace an existing ``path`` unless ``overwrite=True``; the new directory is
-    written beside it and swapped in only when complete, so a failure loses nothing.
+    Refuses an existing ``path`` unless ``overwrite``; on any error the staged directory is
+    removed and ``path`` is left as it was, so a failure loses nothing.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -93,7 +96,7 @@ def save(obj: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: d
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        write_dir(tmp, obj, extra=extra)
+        yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -104,7 +107,17 @@ def save(obj: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: d
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+
+def save(obj: Any, path: str | os.PathLike, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
+    """Save a model or task to directory ``path`` (``aekit.json`` + ``model.safetensors``).
+
+    Refuses to replace an existing ``path`` unless ``overwrite=True``; the new directory is
+    written beside it and swapped in only when complete, so a failure loses nothing.
+    """
+    with staged_dir(path, overwrite=overwrite) as tmp:
+        write_dir(tmp, obj, extra=extra)
+    return Path(path)
 
 
 # -- reading -------------------------------------------------------------------------------------

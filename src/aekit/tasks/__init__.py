@@ -1,5 +1,6 @@
 """Applications with scikit-learn APIs, each saveable with ``aekit.save``."""
 
+from .anomaly import AnomalyDetector, SeriesAnomalyDetector
 from .embedder import Denoiser, Embedder
 
-__all__ = ["Denoiser", "Embedder"]
+__all__ = ["AnomalyDetector", "Denoiser", "Embedder", "SeriesAnomalyDetector"]
