@@ -62,11 +62,12 @@ def test_sklearn_conventions_per_time_step(fitted):
     assert fitted.threshold_.details["calibrated_on"] == "held-out end of the series"
 
 
-@pytest.mark.parametrize("point_score", ["mean", "last"])
-def test_streaming_equals_batch(point_score, fitted):
-    det = fitted if point_score == "mean" else aekit.tasks.anomaly.series.SeriesAnomalyDetector(
-        **{**FAST, "point_score": "last"}
-    ).fit(*make_series(2400, 0)[:1], timestamps=make_series(2400, 0)[1])
+@pytest.mark.parametrize("point_score,smooth", [("mean", 1), ("last", 1), ("mean", 7)])
+def test_streaming_equals_batch(point_score, smooth, fitted):
+    det = fitted
+    if (point_score, smooth) != ("mean", 1):
+        det = SeriesAnomalyDetector(**{**FAST, "point_score": point_score, "smooth": smooth})
+        det.fit(*make_series(2400, 0)[:1], timestamps=make_series(2400, 0)[1])
     x, ts = make_series(700, 4, spike_at=400)
     # two skipped readings (a short gap, interpolated) and a NaN in one channel
     keep = np.ones(700, bool)

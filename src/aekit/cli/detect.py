@@ -289,6 +289,7 @@ def fit_cmd(
     window: int = typer.Option(64, help="series: steps per window"),
     stride: str = typer.Option("auto", help="series: step between training windows"),
     point_score: str = typer.Option("mean", help="series: mean (centred) | last (causal)"),
+    smooth: int = typer.Option(1, help="series: trailing moving average of the scores over this many steps"),
     max_gap: int = typer.Option(3, help="series: missing steps interpolated silently up to this run length"),
     min_event_gap: int = typer.Option(0, help="series: merge flagged runs separated by at most this many steps"),
     latent_dim: int | None = typer.Option(None, help="code size (default: from the input width)"),
@@ -321,7 +322,7 @@ def fit_cmd(
     if d.kind == "series":
         det = SeriesAnomalyDetector(
             window=window, stride="auto" if stride == "auto" else _int_option("--stride", stride),
-            point_score=point_score, max_gap=max_gap, min_event_gap=min_event_gap,
+            point_score=point_score, smooth=smooth, max_gap=max_gap, min_event_gap=min_event_gap,
             threshold=threshold or "fpr:0.001", **common,
         )
         det.fit(train.series, train.labels)

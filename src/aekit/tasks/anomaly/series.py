@@ -106,6 +106,10 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         "mean": a step's score is its error averaged over every window covering it (final
         ``window - 1`` steps later); "last": the mean error of the window ending at the step
         (causal: the streaming scorer reports it at once).
+    smooth : int, default 1
+        Average each step's score with the ``smooth - 1`` steps before it (a trailing moving
+        average): isolated one-step blips fade, sustained faults stay. Thresholds are
+        calibrated on the smoothed scores.
     threshold : str, default "fpr:0.001"
         ``"fpr:Q"`` (a share Q of normal time steps may raise alarms), ``"alarms_per_day:A"``
         (needs timestamps), ``"f1"`` (needs labels ``y`` in ``fit``), ``"quantile:P"``,
@@ -148,6 +152,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         weight_decay: float = 0.0,
         noise: str | None = None,
         point_score: str = "mean",
+        smooth: int = 1,
         threshold: str = "fpr:0.001",
         contamination: float | None = None,
         val_fraction: float = 0.2,
@@ -174,6 +179,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.noise = noise
         self.point_score = point_score
+        self.smooth = smooth
         self.threshold = threshold
         self.contamination = contamination
         self.val_fraction = val_fraction
@@ -240,6 +246,8 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
             raise ConfigError(f"stride must be a positive integer or 'auto', got {self.stride!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (isinstance(self.smooth, (int, np.integer)) and self.smooth >= 1):
+            raise ConfigError(f"smooth must be an integer >= 1 (1: no smoothing), got {self.smooth!r}")
         if not (isinstance(self.min_event_gap, (int, np.integer)) and self.min_event_gap >= 0):
             raise ConfigError(f"min_event_gap must be an integer >= 0, got {self.min_event_gap!r}")
 
@@ -406,7 +414,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
             scores[: W - 1] = last[0]
             if per_channel:
                 chan[: W - 1] = chan[W - 1]
-        return scores, chan
+        return trailing_mean(scores, int(self.smooth)), chan
 
     def anomaly_score(self, X, *, timestamps=None) -> np.ndarray:
         """Anomaly score per time step, shape (n,): *higher = more anomalous*."""
@@ -502,6 +510,16 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         return est
 
 
+def trailing_mean(x: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``x[t-k+1 .. t]`` for each t (fewer values at the start), shape of x."""
+    if k <= 1:
+        return x
+    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    i = np.arange(len(x))
+    lo = np.maximum(0, i - k + 1)
+    return (c[i + 1] - c[lo]) / (i + 1 - lo)
+
+
 def _timed(s: Series) -> bool:
     """Whether the series has datetime timestamps on a regular grid (numeric positions do not count)."""
     return s.timestamps is not None and np.issubdtype(s.timestamps.dtype, np.datetime64) and s.step is not None
@@ -553,6 +571,7 @@ class SeriesStream:
         self._held: list[tuple[Any, np.ndarray]] = []  # readings waiting for a NaN channel to resolve
         self._event: Event | None = None
         self._since_flag = 0
+        self._recent: list[float] = []  # the last smooth - 1 raw scores, for the trailing mean
         self.events: list[Event] = []
 
     # -- input regularisation (mirrors batch gap filling for a forward-only stream) ------------
@@ -663,8 +682,13 @@ class SeriesStream:
 
     def _emit(self, n_final: int, upd: StreamUpdate) -> None:
         base = self._n - len(self._sums)
+        k = int(self.det.smooth)
         for i in range(n_final):
             score = float(self._sums[i] / self._counts[i])
+            if k > 1:
+                self._recent.append(score)
+                self._recent = self._recent[-k:]
+                score = float(sum(self._recent) / len(self._recent))
             gap = self._pending_gap[i]
             flag = bool(score > self.threshold and not gap)
             idx = base + i
