@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
 from aekit.errors import ConfigError, DataError, NotFittedError
@@ -97,6 +98,16 @@ def test_labelled_anomalies_are_kept_out_of_training(monkeypatch):
     assert seen == {"train": 360 - 72, "val": 72}  # normals only; 20% of them held out for calibration
 
 
+def test_sklearn_outlier_labels_are_understood():
+    from aekit.tasks.anomaly.detector import check_labels
+
+    np.testing.assert_array_equal(check_labels(np.array([1, -1, 1]), 3), [0, 1, 0])
+    np.testing.assert_array_equal(check_labels(np.array([True, False, False]), 3), [1, 0, 0])
+    assert check_labels(np.ones(3), 3) is None  # one value: no information
+    with pytest.raises(DataError, match="anomaly labels"):
+        check_labels(np.array([0, 2, 1]), 3)
+
+
 def test_mostly_anomalous_labels_warn():
     x, _ = make_table(200, 8)
     y = np.ones(200, int)
@@ -147,8 +158,8 @@ def test_bad_input_errors(fitted):
         AnomalyDetector(threshold="fpr:2", **FAST).fit(x)
     with pytest.raises(ConfigError, match="contamination"):
         AnomalyDetector(contamination=0.7).fit(x)
-    with pytest.raises(DataError, match="0 \\(normal\\) / 1"):
-        AnomalyDetector(**FAST).fit(x, np.full(len(x), 3))
+    with pytest.warns(UserWarning, match="ignoring y"):  # class labels from a pipeline: not anomaly labels
+        AnomalyDetector(steps=20, threads=1).fit(x, np.arange(len(x)) % 3)
     bad = x.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -180,3 +191,15 @@ def test_deterministic_for_a_seed():
         a = AnomalyDetector(steps=80, threads=1, seed=3).fit(x).anomaly_score(x)
         b = AnomalyDetector(steps=80, threads=1, seed=3).fit(x).anomaly_score(x)
     np.testing.assert_array_equal(a, b)
+
+
+@parametrize_with_checks(
+    [AnomalyDetector(steps=30, batch_size=16, hidden=(8,), latent_dim=2, threads=1)],
+    expected_failed_checks=lambda est: {
+        "check_methods_subset_invariance": "float32 matmuls round differently for different batch sizes (1e-6 relative)"
+    },
+)
+def test_sklearn_api(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)

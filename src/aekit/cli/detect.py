@@ -222,7 +222,9 @@ def _print_summary(console, summary: dict[str, Any], kind: str) -> None:
             f"{summary['n_events']} events, {summary['n_gap_points']} gap steps"
         )
         for i, e in enumerate(summary["events"][:20], start=1):
-            console.print(f"  event {i}: {e['start']} .. {e['end']}  peak {e['peak']} score {e['peak_score']:.4g}")
+            where = (e.get("start_time"), e.get("end_time"), e.get("peak_time")) if "start_time" in e else (
+                e["start"], e["end"], e["peak"])
+            console.print(f"  event {i}: {where[0]} .. {where[1]}  peak {where[2]} score {e['peak_score']:.4g}")
         if len(summary["events"]) > 20:
             console.print(f"  ... {len(summary['events']) - 20} more in the summary JSON")
         if "windows" in summary:
@@ -349,7 +351,7 @@ def fit_cmd(
         "train_flag_rate": det.train_flag_rate_,
         "fit_seconds": round(fit_s, 3),
         "epochs": len(det.history_),
-        **{k: v for k, v in summary.items() if k != "events"},
+        **{k: v for k, v in summary.items() if k not in ("events", "threshold")},
         "events": summary.get("events", [])[:1000],
     }
     with staged_dir(out, overwrite=overwrite) as tmp:

@@ -35,7 +35,7 @@ MODEL_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "gru": ("lstm_ae", {"cell": "gru"}),
 }
 SEQUENCE_MODELS = ("conv1d_ae", "lstm_ae")
-SCORES = ("mse", "normalized")
+ERRORS = ("mse", "normalized")
 
 
 def resolve_model_name(name: str) -> tuple[str, dict[str, Any]]:
@@ -73,19 +73,34 @@ def check_threshold_params(threshold: str | None, contamination: float | None) -
     return threshold
 
 
-def check_labels(y, n: int) -> np.ndarray | None:
-    """Validate 0/1 anomaly labels (1 = anomalous) of length ``n``; None passes through."""
+def check_labels(y, n: int, *, strict: bool = True) -> np.ndarray | None:
+    """Anomaly labels of length ``n`` as 0 (normal) / 1 (anomalous); None passes through.
+
+    Accepts 0/1 or booleans (1/True = anomalous, the ODDS/PyOD convention) and scikit-learn's
+    outlier convention -1 (outlier) / 1 (inlier). Labels of one value only carry no information
+    and are ignored. Anything else is an error when ``strict``; otherwise (a scikit-learn
+    pipeline handing class labels to ``fit``) it is ignored with a warning.
+    """
     if y is None:
         return None
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"y must be one 0/1 label per sample ({n}), got shape {y.shape}")
-    if y.dtype == bool:
+    values = set(np.unique(y).tolist()) if y.dtype != object else {str(v) for v in y}
+    if len(values) <= 1:
+        return None
+    if y.dtype == bool or values <= {0, 1}:
         return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
-        bad = sorted({str(v) for v in np.unique(y)} - {"0", "1", "0.0", "1.0"})[:5]
-        raise DataError(f"y must hold 0 (normal) / 1 (anomalous) labels, got values such as {bad}")
-    return y.astype(np.int64)
+    if values <= {-1, 1}:
+        return (y == -1).astype(np.int64)
+    msg = (
+        f"y must hold anomaly labels, 0 (normal) / 1 (anomalous) or -1 (outlier) / 1 (inlier); got values "
+        f"such as {sorted(map(str, values))[:5]}"
+    )
+    if strict:
+        raise DataError(msg)
+    warnings.warn(msg + "; ignoring y", UserWarning, stacklevel=3)
+    return None
 
 
 def build_detector_model(
@@ -182,7 +197,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
     contamination : float, optional
         The known fraction of anomalies in ``X``; flags that fraction of the training data
         (overrides ``threshold``).
-    score : {"mse", "normalized"}
+    error : {"mse", "normalized"}
         ``"normalized"`` divides each feature's squared error by its mean on the training data
         before averaging, so features the model reconstructs poorly for everyone weigh less.
     epochs : int or "auto"
@@ -217,7 +232,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         scale: str = "auto",
         noise: str | None = None,
         sparsity: str | None = None,
-        score: str = "mse",
+        error: str = "mse",
         threshold: str = "fpr:0.01",
         contamination: float | None = None,
         val_fraction: float = 0.2,
@@ -240,7 +255,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         self.scale = scale
         self.noise = noise
         self.sparsity = sparsity
-        self.score = score
+        self.error = error
         self.threshold = threshold
         self.contamination = contamination
         self.val_fraction = val_fraction
@@ -255,7 +270,6 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "outlier_detector"
-        tags.transformer_tags = None
         return tags
 
     # -- model ---------------------------------------------------------------------------------
@@ -312,13 +326,13 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         -------
         self
         """
-        if self.score not in SCORES:
-            raise ConfigError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.error not in ERRORS:
+            raise ConfigError(f"error must be one of {ERRORS}, got {self.error!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         spec = check_threshold_params(self.threshold, self.contamination)
         X = self._validate(X, reset=True)
-        labels = check_labels(y, len(X))
+        labels = check_labels(y, len(X), strict=False)
         if labels is not None and labels.mean() > 0.5:
             warnings.warn(
                 f"{labels.mean():.0%} of the labelled training samples are anomalous; the detector "
@@ -328,7 +342,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
             )
         normal = np.flatnonzero(labels == 0) if labels is not None else np.arange(len(X))
         if len(normal) < 2:
-            raise DataError(f"fit needs at least 2 normal samples, got {len(normal)}")
+            raise DataError(f"fit needs at least 2 normal samples; got n_samples = {len(normal)}")
         rng = np.random.default_rng(self.seed)
         normal = rng.permutation(normal)
         n_val = int(round(len(normal) * self.val_fraction)) if len(normal) >= 10 else 0
@@ -350,17 +364,18 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         self.model_ = model.cpu().eval()
         self.code_dim_ = int(model.code_dim)
 
-        if self.score == "normalized":
+        if self.error == "normalized":
             err = self._errors(Xm[tr_idx])
             self.feature_error_scale_ = np.maximum(err.mean(0), 1e-12 + 1e-6 * err.mean()).astype(np.float32)
         # calibration: held-out normals (+ labelled anomalies); training data if nothing was held out
+        anomalies = np.flatnonzero(labels == 1) if labels is not None else np.zeros(0, np.int64)
         if spec.startswith("contamination"):
             cal_idx, cal_on = np.arange(len(X)), "all training samples"
-        elif n_val or labels is not None and (labels == 1).any():
-            cal_idx = np.concatenate([val_idx, np.flatnonzero(labels == 1) if labels is not None else []]).astype(int)
-            cal_on = "held-out samples"
+        elif n_val:
+            cal_idx, cal_on = np.concatenate([val_idx, anomalies]), "held-out samples"
         else:
-            cal_idx, cal_on = tr_idx, "training samples (too few to hold any out)"
+            cal_idx = np.concatenate([tr_idx, anomalies])
+            cal_on = "training samples (too few to hold any out)"
         cal_scores = self._score_model_space(Xm[cal_idx])
         cal_labels = labels[cal_idx] if labels is not None else None
         th = fit_threshold(spec, cal_scores, labels=cal_labels)
@@ -402,7 +417,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
 
     def _score_model_space(self, Xm: np.ndarray) -> np.ndarray:
         err = self._errors(Xm)
-        if self.score == "normalized":
+        if self.error == "normalized":
             err = err / self.feature_error_scale_.reshape(1, -1)
         return err.mean(1).astype(np.float64)
 
@@ -419,7 +434,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         """
         Xm = self._model_input(X)
         err = self._errors(Xm).astype(np.float64)
-        if self.score == "normalized":
+        if self.error == "normalized":
             err = err / self.feature_error_scale_.reshape(1, -1)
         total = err.sum(1, keepdims=True)
         share = np.where(total > 0, err / np.where(total > 0, total, 1), 1.0 / err.shape[1])
@@ -437,7 +452,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         meta, tensors = super()._aekit_state()
         meta["fitted"]["threshold"] = self.threshold_.to_dict()
         meta["fitted"]["train_flag_rate"] = getattr(self, "train_flag_rate_", None)
-        if self.score == "normalized":
+        if self.error == "normalized":
             tensors["score.feature_scale"] = torch.from_numpy(self.feature_error_scale_)
         return meta, tensors
 
@@ -447,7 +462,7 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         try:
             est._set_threshold(Threshold.from_dict(doc["fitted"]["threshold"]))
             est.train_flag_rate_ = doc["fitted"].get("train_flag_rate")
-            if est.score == "normalized":
+            if est.error == "normalized":
                 est.feature_error_scale_ = tensors["score.feature_scale"].numpy()
         except (KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{where}: aekit.json lacks or mangles the threshold ({err})") from err
