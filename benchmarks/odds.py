@@ -548,8 +548,13 @@ def sweep(args) -> int:
     res: dict[str, dict[str, dict[int, dict]]] = {c: {s: {} for s in args.sets} for c in args.sweep}
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        left = {c: len(args.sets) * len(seeds) for c in args.sweep}
         for c, s, seed, rec in pool.map(_task, tasks, chunksize=1):
             res[c][s][seed] = rec
+            left[c] -= 1
+            if not left[c]:
+                aucs = [res[c][x][sd]["auc"] for x in args.sets for sd in seeds]
+                print(f"  {c}: mean AUC {_mean(aucs):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     rows = []
     for c, p in args.sweep.items():
         per = {s: {k: _mean([res[c][s][sd][k] for sd in seeds]) for k in ("auc", "ap", "fit_s")} for s in args.sets}

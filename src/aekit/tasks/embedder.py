@@ -20,6 +20,11 @@ from ..training.metrics import reconstruct_batches
 from .registry import register_kind
 
 
+def _varies(spread: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Where a feature's spread is real, not float rounding of a constant (those keep scale 1)."""
+    return spread > 1e-6 * np.maximum(np.abs(level), 1.0)
+
+
 class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
     """Shared machinery: validation, scaling, model building, training, save/load state."""
 
@@ -100,13 +105,16 @@ class _AutoencoderEstimator(TransformerMixin, BaseEstimator):
             mode = "none" if (X.min() >= 0 and X.max() <= 1) else "standard"
         axis = 0
         if mode == "standard":
-            self.scale_center_ = X.mean(axis=axis, keepdims=True)[0]
-            std = X.std(axis=axis, keepdims=True)[0]
-            self.scale_factor_ = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+            X64 = X.astype(np.float64)  # float32 sums leave ~1e-9 "spread" on constant features
+            center = X64.mean(axis=axis, keepdims=True)[0]
+            std = X64.std(axis=axis, keepdims=True)[0]
+            self.scale_center_ = center.astype(np.float32)
+            self.scale_factor_ = np.where(_varies(std, center), std, 1.0).astype(np.float32)
         elif mode == "minmax":
             lo, hi = X.min(axis=axis, keepdims=True)[0], X.max(axis=axis, keepdims=True)[0]
             self.scale_center_ = lo
-            self.scale_factor_ = np.where(hi - lo > 1e-12, hi - lo, 1.0).astype(np.float32)
+            spread = hi.astype(np.float64) - lo
+            self.scale_factor_ = np.where(_varies(spread, lo.astype(np.float64)), spread, 1.0).astype(np.float32)
         else:
             self.scale_center_ = np.zeros(X.shape[1:], np.float32)
             self.scale_factor_ = np.ones(X.shape[1:], np.float32)

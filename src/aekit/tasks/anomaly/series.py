@@ -28,6 +28,7 @@ from ...data.series import Series, as_series, check_window, read_series_csv
 from ...errors import ConfigError, DataError, ModelFileError, NotFittedError
 from ...models import load_weights, model_from_meta, model_meta
 from ...training import TrainConfig, Trainer
+from ..embedder import _varies
 from ..registry import register_kind
 from .detector import (
     _ThresholdMixin,
@@ -295,11 +296,12 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         self.step_ = s.step if _timed(s) else None
         self.freq_ = self.freq if self.step_ is None else _step_to_freq(self.step_)
         # per-channel standardisation on the training part; constant channels keep scale 1
-        train_vals = s.values[:n_train]
-        self.center_ = train_vals.mean(0).astype(np.float32)
-        std = train_vals.std(0)
-        self.constant_channels_ = [c for c, v in zip(self.columns_, std) if v <= 1e-12]
-        self.scale_ = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+        train_vals = s.values[:n_train].astype(np.float64)
+        center, std = train_vals.mean(0), train_vals.std(0)
+        varies = _varies(std, center)
+        self.center_ = center.astype(np.float32)
+        self.constant_channels_ = [c for c, v in zip(self.columns_, varies) if not v]
+        self.scale_ = np.where(varies, std, 1.0).astype(np.float32)
         Z = self._scale(s.values)
 
         stride = self._train_stride(n_train)
