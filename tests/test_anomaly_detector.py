@@ -203,3 +203,15 @@ def test_sklearn_api(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check(estimator)
+
+
+def test_constant_feature_is_not_scaled_by_rounding_noise():
+    """A feature constant in training (float32 rounding leaves ~1e-9 of spread) keeps scale 1."""
+    x, _ = make_table(400, 14)
+    x = x.astype(np.float32)
+    x[:, 5] = np.float32(-0.0614006)
+    det = AnomalyDetector(steps=40, threads=1).fit(x)
+    assert det.scale_factor_[5] == 1.0
+    odd = x[:3].copy()
+    odd[:, 5] = 13.07
+    assert det.anomaly_score(odd).max() < 1e3
