@@ -546,22 +546,16 @@ def sweep(args) -> int:
     configs = dict(old.get("configs", {}))
     tasks = [(c, p, s, seed, args.threads) for c, p in args.sweep.items() for s in args.sets for seed in seeds]
     res: dict[str, dict[str, dict[int, dict]]] = {c: {s: {} for s in args.sets} for c in args.sweep}
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        left = {c: len(args.sets) * len(seeds) for c in args.sweep}
-        for c, s, seed, rec in pool.map(_task, tasks, chunksize=1):
-            res[c][s][seed] = rec
-            left[c] -= 1
-            if not left[c]:
-                aucs = [res[c][x][sd]["auc"] for x in args.sets for sd in seeds]
-                print(f"  {c}: mean AUC {_mean(aucs):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = []
-    for c, p in args.sweep.items():
+
+    def finish(c: str) -> None:
+        """Summarise configuration c and rewrite the JSON (a crash later keeps what was measured)."""
         per = {s: {k: _mean([res[c][s][sd][k] for sd in seeds]) for k in ("auc", "ap", "fit_s")} for s in args.sets}
         gaps = {s: per[s]["auc"] - base[s]["best_pca"] for s in args.sets}
         worst = min(gaps, key=gaps.get)
         entry = {
-            "params": p, "seeds": seeds, "sets": args.sets,
+            "params": args.sweep[c], "seeds": seeds, "sets": args.sets,
             "mean_auc_17": _mean([per[s]["auc"] for s in SETS_17]) if all(s in per for s in SETS_17) else None,
             "mean_auc_all": _mean([per[s]["auc"] for s in args.sets]),
             "worst_gap_to_pca": gaps[worst], "worst_set": worst,
@@ -575,22 +569,33 @@ def sweep(args) -> int:
         configs[key] = entry
         rows.append({"config": key, **{k: entry[k] for k in ("mean_auc_17", "mean_auc_all", "worst_gap_to_pca",
                                                               "worst_set", "n_below_pca_tol", "total_fit_s")}})
+        print(f"  {key}: mean AUC 17 {entry['mean_auc_17'] or float('nan'):.4f}, worst gap {gaps[worst]:+.3f} "
+              f"({worst}), fit {entry['total_fit_s']:.0f} s ({time.perf_counter() - t0:.0f} s)", flush=True)
+        payload = {
+            "benchmark": "odds_sweep",
+            "command_last": _common.command_line(),
+            "commands": [*old.get("commands", []), _common.command_line()],
+            "env": env,
+            "note": ("configurations of AnomalyDetector (the params override its defaults of the time) under the "
+                     "PyOD protocol; worst gap = min over sets of (ours - best of pca_recon / pca_pyod) mean AUC"),
+            "baselines": {**baselines, str(len(seeds)): base},
+            "configs": configs,
+        }
+        _common.write_json(out_name, payload, out_dir)
+
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        left = {c: len(args.sets) * len(seeds) for c in args.sweep}
+        for c, s, seed, rec in pool.map(_task, tasks, chunksize=1):
+            res[c][s][seed] = rec
+            left[c] -= 1
+            if not left[c]:
+                finish(c)
     _common.print_table(rows, ["config", "mean_auc_17", "mean_auc_all", "worst_gap_to_pca", "worst_set",
                                "n_below_pca_tol", "total_fit_s"],
                         ["config", "AUC 17", "AUC all", "worst gap", "worst set", f"# < PCA-{TARGET_PCA_GAP}",
                          "fit s"],
                         title=f"sweep: seeds {seeds}, {len(args.sets)} sets ({time.perf_counter() - t0:.0f} s)")
-    payload = {
-        "benchmark": "odds_sweep",
-        "command_last": _common.command_line(),
-        "commands": [*old.get("commands", []), _common.command_line()],
-        "env": env,
-        "note": ("configurations of AnomalyDetector (the params override its defaults of the time) under the "
-                 "PyOD protocol; worst gap = min over sets of (ours - best of pca_recon / pca_pyod) mean AUC"),
-        "baselines": {**baselines, str(len(seeds)): base},
-        "configs": configs,
-    }
-    print(f"wrote {_common.write_json(out_name, payload, out_dir)}")
+    print(f"wrote {out_dir / (out_name + '.json')}")
     return 0
 
 
