@@ -209,7 +209,8 @@ def run_params(files: list[dict[str, Any]], params: dict[str, Any], threads: int
 # ----------------------------------------------------------------------------- sweep
 
 
-def sweep(files: list[dict[str, Any]], threads: int, names: list[str] | None) -> list[dict[str, Any]]:
+def sweep(files: list[dict[str, Any]], threads: int, names: list[str] | None,
+          grid: dict[str, tuple]) -> list[dict[str, Any]]:
     """Train each SWEEP_TRAIN variant once per file; post-process its raw scores every way in the grid."""
     out = []
     for label, train_kw in SWEEP_TRAIN.items():
@@ -225,7 +226,7 @@ def sweep(files: list[dict[str, Any]], threads: int, names: list[str] | None) ->
             fit_s.append(time.perf_counter() - t)
             raw.append((det.anomaly_score(f["series"]), det.anomaly_score(f["train"]), det.n_train_points_))
         best = None
-        for k, spec, gap in itertools.product(SWEEP_SMOOTH, SWEEP_THRESHOLDS, SWEEP_GAPS):
+        for k, spec, gap in itertools.product(grid["smooth"], grid["threshold"], grid["min_event_gap"]):
             rows = []
             for f, (full, tr, n_train) in zip(files, raw, strict=True):
                 # exactly what fit() + detect() do with smooth=k, threshold=spec, min_event_gap=gap
@@ -342,13 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.sweep_only:
         args.sweep = True
-    global SWEEP_SMOOTH, SWEEP_GAPS, SWEEP_THRESHOLDS
-    if args.sweep_smooth:
-        SWEEP_SMOOTH = tuple(int(v) for v in args.sweep_smooth.split(","))
-    if args.sweep_gaps:
-        SWEEP_GAPS = tuple(int(v) for v in args.sweep_gaps.split(","))
-    if args.sweep_thresholds:
-        SWEEP_THRESHOLDS = tuple(args.sweep_thresholds.split(","))
+    grid = {"smooth": tuple(int(v) for v in args.sweep_smooth.split(",")) if args.sweep_smooth else SWEEP_SMOOTH,
+            "threshold": tuple(args.sweep_thresholds.split(",")) if args.sweep_thresholds else SWEEP_THRESHOLDS,
+            "min_event_gap": tuple(int(v) for v in args.sweep_gaps.split(",")) if args.sweep_gaps else SWEEP_GAPS}
     torch.set_num_threads(args.threads)
     params = json.loads(args.params) if args.params else None
     only = args.files.split(",") if args.files else None
@@ -369,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.sweep:
         names = args.sweep_variants.split(",") if args.sweep_variants else None
-        rows = sweep(files, args.threads, names)
+        rows = sweep(files, args.threads, names, grid)
         front = pareto(rows)
         cols = ["variant", "smooth", "threshold", "min_event_gap", "hit_str", "false_alarms", "nab_raw", "nab_norm",
                 "nab_raw_points", "mt_hit", "mt_fa", "mt_nab_raw"]
@@ -386,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                             title="sweep: best post-processing per trained variant")
         path = _common.write_json(f"{args.out}_sweep", {
             "benchmark": "nab_sweep", "command": _common.command_line(), "env": env,
-            "grid": {"train": SWEEP_TRAIN, "smooth": SWEEP_SMOOTH, "threshold": SWEEP_THRESHOLDS,
-                     "min_event_gap": SWEEP_GAPS},
+            "grid": {"train": {k: SWEEP_TRAIN[k] for k in (names or DEFAULT_SWEEP)}, **grid},
             "note": "per_file: [windows hit, false-alarm events, NAB raw 1/event]; mt_* = " + HEADLINE,
             "top": top, "pareto": front, "best_per_variant": per_variant, "rows": rows,
             "wall_s": time.perf_counter() - t_start,

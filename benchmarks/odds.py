@@ -176,6 +176,8 @@ def metrics(y, s) -> dict[str, float]:
         hi, lo = (fin.max() + 1.0, fin.min() - 1.0) if len(fin) else (1.0, -1.0)
         s = np.where(np.isnan(s), lo, np.where(s > 0, np.where(bad, hi, s), np.where(bad, lo, s)))
         out["nonfinite_scores"] = int(bad.sum())
+        if bad.mean() > 0.5:  # e.g. PyOD's PCA dividing by a zero eigenvalue: no ranking at all
+            out["degenerate"] = True
     return {"auc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s)), **out}
 
 
@@ -278,12 +280,16 @@ def summarise_set(per_seed: dict[int, dict[str, dict[str, float]]], detectors: l
     for d in detectors:
         recs = [per_seed[s][d] for s in per_seed if d in per_seed[s]]
         if recs:
-            out[d] = {k: _mean([r[k] for r in recs]) for k in ("auc", "ap", "fit_s", "score_s")}
+            out[d] = {k: _mean([r.get(k) for r in recs]) for k in ("auc", "ap", "fit_s", "score_s")}
+            if any(r.get("degenerate") for r in recs):
+                out[d]["degenerate_seeds"] = sum(bool(r.get("degenerate")) for r in recs)
     return out
 
 
 def best_pca(summary: dict[str, Any]) -> float | None:
-    vals = [summary[d]["auc"] for d in ("pca_recon", "pca_pyod") if d in summary]
+    """The better PCA column's mean AUC; a column whose scores were mostly infinite does not count."""
+    vals = [summary[d]["auc"] for d in ("pca_recon", "pca_pyod") if d in summary
+            and not summary[d].get("degenerate_seeds")]
     return max(vals) if vals else None
 
 
@@ -540,7 +546,7 @@ def sweep(args) -> int:
                         per_seed[seed]["pca_pyod"] = metrics(splits[seed][3], scores["pca_pyod"][seed])
                 base[name] = {**set_info(name),
                               **{d: _mean([per_seed[s][d]["auc"] for s in seeds]) for d in per_seed[seeds[0]]}}
-                base[name]["best_pca"] = max(v for k, v in base[name].items() if k in ("pca_recon", "pca_pyod"))
+                base[name]["best_pca"] = best_pca(summarise_set(per_seed, ["pca_recon", "pca_pyod"]))
                 print(f"baseline {name}: best PCA {base[name]['best_pca']:.3f}", flush=True)
 
     configs = dict(old.get("configs", {}))

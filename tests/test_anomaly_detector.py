@@ -215,3 +215,11 @@ def test_constant_feature_is_not_scaled_by_rounding_noise():
     odd = x[:3].copy()
     odd[:, 5] = 13.07
     assert det.anomaly_score(odd).max() < 1e6  # large (never seen in training) but not 1e13
+
+
+def test_small_holdout_calibrates_with_the_training_samples_too(fitted):
+    # 300 held out: too few to read a 1% budget off (needs 1,000); 0.1 needs only 100
+    assert fitted.threshold_.details["calibrated_on"].startswith("held-out and training")
+    x, _ = make_table(1500, 0)
+    det = AnomalyDetector(threshold="fpr:0.1", steps=50, threads=1).fit(x)
+    assert det.threshold_.details["calibrated_on"] == "held-out samples"

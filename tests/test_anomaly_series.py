@@ -10,7 +10,8 @@ from aekit.data.series import as_series
 from aekit.errors import ConfigError, DataError
 from aekit.tasks.anomaly.series import SeriesAnomalyDetector
 
-FAST = dict(window=24, steps=250, batch_size=64, threads=1, hidden=(32, 16), latent_dim=4)
+# short injected faults: no score smoothing (the default, 4 windows, suits slow faults like NAB's)
+FAST = dict(window=24, steps=250, batch_size=64, threads=1, hidden=(32, 16), latent_dim=4, smooth=1, min_event_gap=0)
 STEP = np.timedelta64(5, "m")
 
 
@@ -191,3 +192,22 @@ def test_csv_input(tmp_path, fitted):
     out = r.to_csv(tmp_path / "scores.csv")
     lines = out.read_text().splitlines()
     assert lines[0] == "timestamp,score,flag,event,gap" and len(lines) == 501
+
+
+def test_auto_smoothing_and_event_gap_follow_the_window():
+    det = SeriesAnomalyDetector(window=50)
+    assert det.smooth_steps_ == 200 and det.event_gap_steps_ == 25
+    det = SeriesAnomalyDetector(window=50, smooth=3, min_event_gap=0)
+    assert det.smooth_steps_ == 3 and det.event_gap_steps_ == 0
+    with pytest.raises(ConfigError, match="smooth"):
+        SeriesAnomalyDetector(smooth=0).fit(np.zeros(100))
+
+
+def test_smoothing_averages_the_trailing_steps(fitted):
+    x, ts = make_series(500, 15, spike_at=300)
+    raw = fitted.anomaly_score(x, timestamps=ts)
+    det = SeriesAnomalyDetector(**{**FAST, "smooth": 5})
+    det.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    smoothed = det.anomaly_score(x, timestamps=ts)
+    np.testing.assert_allclose(smoothed[10], raw[6:11].mean(), rtol=1e-9)
+    np.testing.assert_allclose(smoothed[2], raw[:3].mean(), rtol=1e-9)

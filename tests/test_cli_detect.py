@@ -13,7 +13,7 @@ import aekit
 from aekit.cli.main import console
 from aekit.cli.main import main as cli_main
 
-SMALL = ["--steps", "120", "--threads", "1", "--quiet", "--window", "24"]
+SMALL = ["--steps", "120", "--threads", "1", "--quiet", "--window", "24", "--smooth", "1", "--min-event-gap", "0"]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:

@@ -291,9 +291,11 @@ def fit_cmd(
     window: int = typer.Option(64, help="series: steps per window"),
     stride: str = typer.Option("auto", help="series: step between training windows"),
     point_score: str = typer.Option("mean", help="series: mean (centred) | last (causal)"),
-    smooth: int = typer.Option(1, help="series: trailing moving average of the scores over this many steps"),
+    smooth: str = typer.Option("auto", help="series: trailing mean of the scores over N steps (auto: 4 windows)"),
     max_gap: int = typer.Option(3, help="series: missing steps interpolated silently up to this run length"),
-    min_event_gap: int = typer.Option(0, help="series: merge flagged runs separated by at most this many steps"),
+    min_event_gap: str = typer.Option(
+        "auto", help="series: merge flagged runs separated by at most this many steps (auto: half a window)"
+    ),
     latent_dim: int | None = typer.Option(None, help="code size (default: from the input width)"),
     epochs: str = typer.Option("auto", help="training epochs, or auto (about --steps optimiser steps)"),
     steps: int = typer.Option(3000, help="optimiser steps when --epochs auto"),
@@ -324,7 +326,9 @@ def fit_cmd(
     if d.kind == "series":
         det = SeriesAnomalyDetector(
             window=window, stride="auto" if stride == "auto" else _int_option("--stride", stride),
-            point_score=point_score, smooth=smooth, max_gap=max_gap, min_event_gap=min_event_gap,
+            point_score=point_score, max_gap=max_gap,
+            smooth="auto" if smooth == "auto" else _int_option("--smooth", smooth),
+            min_event_gap="auto" if min_event_gap == "auto" else _int_option("--min-event-gap", min_event_gap, low=0),
             threshold=threshold or "fpr:0.001", **common,
         )
         det.fit(train.series, train.labels)
@@ -371,13 +375,13 @@ def fit_cmd(
                   "loss.png, scores.png)")
 
 
-def _int_option(name: str, value: str) -> int:
+def _int_option(name: str, value: str, *, low: int = 1) -> int:
     try:
         v = int(value)
     except ValueError:
         raise ConfigError(f"{name} must be an integer or auto, got {value!r}") from None
-    if v < 1:
-        raise ConfigError(f"{name} must be >= 1, got {v}")
+    if v < low:
+        raise ConfigError(f"{name} must be >= {low}, got {v}")
     return v
 
 

@@ -24,7 +24,7 @@ from ...training import TrainConfig, Trainer
 from ...training.metrics import reconstruct_batches
 from ..embedder import _AutoencoderEstimator
 from ..registry import register_kind
-from .thresholds import Threshold, fit_threshold
+from .thresholds import Threshold, fit_threshold, parse_threshold
 
 #: short model names a user may give, with the registered model and fixed options they mean
 MODEL_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -150,6 +150,12 @@ def build_detector_model(
         return model_class(name)(config)
 
 
+def _too_few_for(spec: str, n: int, min_tail: int = 10) -> bool:
+    """Whether ``n`` normal samples are too few to read an ``fpr:Q`` budget off empirically."""
+    method, value = parse_threshold(spec)
+    return method == "fpr" and value is not None and n * value < min_tail
+
+
 class _ThresholdMixin:
     """Threshold calibration and the scikit-learn outlier API on top of ``anomaly_score``."""
 
@@ -211,7 +217,9 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
     epochs : int or "auto"
         ``"auto"``: enough passes for about ``steps`` optimiser steps (at least 10, at most 300).
     val_fraction : float, default 0.2
-        Share of the normal training samples held out for calibration and early stopping.
+        Share of the normal training samples held out for calibration and early stopping. When
+        the held-out part is too small to read an ``fpr:Q`` budget off it (fewer than 10 / Q
+        samples), the training samples join the calibration (``threshold_.details`` says so).
     Other parameters as :class:`aekit.Embedder`.
 
     ``fit(X, y=None)``: with 0/1 labels ``y`` (1 = anomalous), training uses only the normal
@@ -387,8 +395,13 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         anomalies = np.flatnonzero(labels == 1) if labels is not None else np.zeros(0, np.int64)
         if spec.startswith("contamination"):
             cal_idx, cal_on = np.arange(len(X)), "all training samples"
-        elif n_val:
+        elif n_val and not _too_few_for(spec, n_val):
             cal_idx, cal_on = np.concatenate([val_idx, anomalies]), "held-out samples"
+        elif n_val:
+            # a budget finer than the held-out part resolves: its tail is a guess from a few
+            # points (ECG5000: thresholds swung 3x between folds); add the training samples
+            cal_idx = np.concatenate([val_idx, tr_idx, anomalies])
+            cal_on = "held-out and training samples (too few held out for this budget)"
         else:
             cal_idx = np.concatenate([tr_idx, anomalies])
             cal_on = "training samples (too few to hold any out)"
