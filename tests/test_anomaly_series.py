@@ -88,6 +88,7 @@ def test_streaming_equals_batch(point_score, smooth, fitted):
     np.testing.assert_allclose([p[1] for p in got], batch.scores, rtol=1e-4, atol=1e-7)
     np.testing.assert_array_equal([p[2] for p in got], batch.flags)
     assert [(e.start, e.end, e.peak) for e in stream.events] == [(e.start, e.end, e.peak) for e in batch.events]
+    assert [e.start_time for e in stream.events] == [batch.timestamps[e.start] for e in batch.events]
 
 
 def test_stream_memory_is_bounded(fitted):

@@ -222,8 +222,8 @@ def _print_summary(console, summary: dict[str, Any], kind: str) -> None:
             f"{summary['n_events']} events, {summary['n_gap_points']} gap steps"
         )
         for i, e in enumerate(summary["events"][:20], start=1):
-            where = (e.get("start_time"), e.get("end_time"), e.get("peak_time")) if "start_time" in e else (
-                e["start"], e["end"], e["peak"])
+            keys = ("start_time", "end_time", "peak_time") if "start_time" in e else ("start", "end", "peak")
+            where = [str(e[k]).replace("T", " ") for k in keys]
             console.print(f"  event {i}: {where[0]} .. {where[1]}  peak {where[2]} score {e['peak_score']:.4g}")
         if len(summary["events"]) > 20:
             console.print(f"  ... {len(summary['events']) - 20} more in the summary JSON")
@@ -261,12 +261,8 @@ def _train_part(data: DetectData, train_until: str | None) -> DetectData:
     else:
         raise ConfigError(f"--train-until takes a row count, a percentage (15%) or a timestamp, got {train_until!r}")
     if data.kind == "series":
-        s = data.series
-        ts = None if s.timestamps is None else s.timestamps[:cut]
-        part = Series(timestamps=ts, values=s.values[:cut], columns=s.columns, gap=s.gap[:cut],
-                      filled=s.filled[:cut], source=s.source, step=s.step)
         labels = None if data.labels is None else data.labels[:cut]
-        return DetectData("series", data.source, series=part, columns=data.columns, labels=labels)
+        return DetectData("series", data.source, series=data.series[:cut], columns=data.columns, labels=labels)
     labels = None if data.labels is None else data.labels[:cut]
     return DetectData("table", data.source, X=data.X[:cut], columns=data.columns, labels=labels)
 

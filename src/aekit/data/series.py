@@ -88,6 +88,20 @@ class Series:
     def __len__(self) -> int:
         return self.n
 
+    def __getitem__(self, key: slice) -> Series:
+        """A contiguous part of the series, e.g. ``s[:2000]`` (the normal period) — slices only."""
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a Series can be sliced by a contiguous range (s[a:b]); use .values for anything else")
+        return Series(
+            timestamps=None if self.timestamps is None else self.timestamps[key],
+            values=self.values[key],
+            columns=list(self.columns),
+            gap=self.gap[key],
+            filled=self.filled[key],
+            source=self.source,
+            step=self.step,
+        )
+
     @property
     def n_channels(self) -> int:
         return int(self.values.shape[1])

@@ -227,7 +227,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
                     f"the series has {s.values.shape[1]} channels {s.columns} but the detector was trained on "
                     f"{len(self.columns_)}: {self.columns_}; pass the same columns"
                 )
-            if list(s.columns) != list(self.columns_) and not all(c.startswith("x") for c in s.columns):
+            if list(s.columns) != list(self.columns_) and not (_generic(s.columns) or _generic(self.columns_)):
                 raise DataError(
                     f"the series has columns {s.columns} but the detector was trained on {self.columns_}; "
                     "pass the same columns in the same order"
@@ -526,6 +526,11 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         return est
 
 
+def _generic(columns: list[str]) -> bool:
+    """Column names made up for an unnamed array (x0, x1, ...): any names may stand in for them."""
+    return list(columns) == [f"x{i}" for i in range(len(columns))]
+
+
 def trailing_mean(x: np.ndarray, k: int) -> np.ndarray:
     """Mean of ``x[t-k+1 .. t]`` for each t (fewer values at the start), shape of x."""
     if k <= 1:
@@ -709,22 +714,23 @@ class SeriesStream:
             flag = bool(score > self.threshold and not gap)
             idx = base + i
             upd.points.append((self._pending_ts[i], score, flag))
-            self._track_event(idx, score, flag, upd)
+            self._track_event(idx, score, flag, upd, self._pending_ts[i])
         self._sums, self._counts = self._sums[n_final:], self._counts[n_final:]
         self._pending_ts, self._pending_gap = self._pending_ts[n_final:], self._pending_gap[n_final:]
 
-    def _track_event(self, idx: int, score: float, flag: bool, upd: StreamUpdate) -> None:
+    def _track_event(self, idx: int, score: float, flag: bool, upd: StreamUpdate, ts: Any) -> None:
         gap_allowed = self.det.event_gap_steps_
         if flag:
             if self._event is None:
-                self._event = Event(start=idx, end=idx, peak=idx, peak_score=score, n_points=1)
+                self._event = StreamEvent(start=idx, end=idx, peak=idx, peak_score=score, n_points=1,
+                                          start_time=ts, end_time=ts, peak_time=ts)
                 upd.started.append(self._event)
             else:
                 ev = self._event
-                ev.end = idx
+                ev.end, ev.end_time = idx, ts
                 ev.n_points += 1
                 if score > ev.peak_score:
-                    ev.peak, ev.peak_score = idx, score
+                    ev.peak, ev.peak_score, ev.peak_time = idx, score, ts
             self._since_flag = 0
         elif self._event is not None:
             self._since_flag += 1
@@ -744,6 +750,24 @@ class SeriesStream:
             upd.ended.append(self._event)
             self._event = None
         return upd
+
+
+@dataclass
+class StreamEvent(Event):
+    """An :class:`Event` from a stream: indices count steps since the stream began, and the
+    timestamps (or positions) of its start, end and peak are kept, since the stream keeps no history."""
+
+    start_time: Any = None
+    end_time: Any = None
+    peak_time: Any = None
+
+    def to_dict(self, timestamps: Any = None) -> dict:
+        d = super().to_dict(timestamps)
+        if timestamps is None:
+            for key in ("start_time", "end_time", "peak_time"):
+                t = getattr(self, key)
+                d[key] = str(t).replace("T", " ") if isinstance(t, np.datetime64) else t
+        return d
 
 
 @dataclass
