@@ -57,8 +57,11 @@ DETECTORS: dict[str, dict[str, Any]] = {
     "defaults (dense)": {},
     "conv1d": dict(model="conv1d"),
     "gru": dict(model="gru"),
-    "TF-like 32-16-8 minmax": dict(hidden=(32, 16), latent_dim=8, scale="minmax"),
-    "TF-like, threshold on train errors": dict(hidden=(32, 16), latent_dim=8, scale="minmax", val_fraction=0.0),
+    # the TensorFlow tutorial's recipe: dense 32-16-8, min-max scaling, plain squared error, no noise
+    "TF-like 32-16-8 minmax": dict(hidden=(32, 16), latent_dim=8, scale="minmax", error="mse", noise=None),
+    "TF-like, threshold on train errors": dict(
+        hidden=(32, 16), latent_dim=8, scale="minmax", error="mse", noise=None, val_fraction=0.0
+    ),
 }
 THRESHOLDS = ("std:1", "fpr:0.01")
 METRICS = ("accuracy", "normal_precision", "normal_recall", "f1", "auc")

@@ -307,8 +307,9 @@ def table_rows(sets_info: dict[str, Any], summaries: dict[str, Any], detectors: 
         bp = best_pca(sm)
         row["gap"] = (sm["ours"]["auc"] - bp) if ("ours" in sm and bp is not None) else None
         rows.append(row)
+    set_rows = list(zip(rows, sets_info, strict=True))
     for label, members in (("mean of the 17", SETS_17), ("mean of all", list(sets_info))):
-        sel = [r for r, name in zip(rows, sets_info, strict=True) if name in members]
+        sel = [r for r, name in set_rows if name in members]
         if not sel or (label == "mean of the 17" and len(sel) != len(SETS_17)):
             continue
         mean = {"set": f"{label} ({len(sel)})"}
