@@ -294,7 +294,7 @@ def fit_cmd(
     ),
     latent_dim: int | None = typer.Option(None, help="code size (default: from the input width)"),
     epochs: str = typer.Option("auto", help="training epochs, or auto (about --steps optimiser steps)"),
-    steps: int = typer.Option(3000, help="optimiser steps when --epochs auto"),
+    steps: int | None = typer.Option(None, help="optimiser steps when --epochs auto (default 1000 tables, 3000 series)"),
     batch_size: int = typer.Option(128, min=1),
     lr: float = typer.Option(1e-3),
     val_fraction: float = typer.Option(0.2, help="share held out to calibrate the threshold"),
@@ -315,9 +315,11 @@ def fit_cmd(
                          windows=windows, max_gap=max_gap)
     train = _train_part(d, train_until)
     ep: int | str = "auto" if epochs == "auto" else _int_option("--epochs", epochs)
-    common = dict(model=model, latent_dim=latent_dim, epochs=ep, steps=steps, batch_size=batch_size, lr=lr,
+    common = dict(model=model, latent_dim=latent_dim, epochs=ep, batch_size=batch_size, lr=lr,
                   contamination=contamination, val_fraction=val_fraction, seed=seed, threads=threads,
                   verbose=not quiet)
+    if steps is not None:
+        common["steps"] = _int_option("--steps", str(steps))
     t0 = time.perf_counter()
     if d.kind == "series":
         det = SeriesAnomalyDetector(

@@ -210,12 +210,13 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         the normalised error plus the code's Mahalanobis distance from the training codes — far
         *from* the learnt manifold or far *along* it, the split probabilistic PCA's likelihood
         makes (benchmarks/odds.py: the largest single gain on the ODDS sets).
-    noise : str, default "mask:0.2"
-        Corrupt training inputs (a denoising autoencoder): ``"mask:0.2"`` zeroes 20% of the
+    noise : str, default "mask:0.3"
+        Corrupt training inputs (a denoising autoencoder): ``"mask:0.3"`` zeroes 30% of the
         (standardised) features — sets them to the training mean — so the network must learn how
         features relate instead of copying them; None trains a plain autoencoder.
     epochs : int or "auto"
-        ``"auto"``: enough passes for about ``steps`` optimiser steps (at least 10, at most 300).
+        ``"auto"``: enough passes for about ``steps`` (default 1,000) optimiser steps (at least
+        10, at most 300). On ODDS 1,000 steps scored as well as 3,000 in a third of the time.
     val_fraction : float, default 0.2
         Share of the normal training samples held out for calibration and early stopping. When
         the held-out part is too small to read an ``fpr:Q`` budget off it (fewer than 10 / Q
@@ -241,12 +242,12 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         latent_dim: int | None = None,
         model_options: dict[str, Any] | None = None,
         epochs: int | str = "auto",
-        steps: int = 3000,
+        steps: int = 1000,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scale: str = "auto",
-        noise: str | None = "mask:0.2",
+        noise: str | None = "mask:0.3",
         sparsity: str | None = None,
         error: str = "mahalanobis",
         threshold: str = "fpr:0.01",
