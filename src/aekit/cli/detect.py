@@ -294,7 +294,7 @@ def fit_cmd(
     ),
     latent_dim: int | None = typer.Option(None, help="code size (default: from the input width)"),
     epochs: str = typer.Option("auto", help="training epochs, or auto (about --steps optimiser steps)"),
-    steps: int | None = typer.Option(None, help="optimiser steps when --epochs auto (default 1000 tables, 3000 series)"),
+    steps: int | None = typer.Option(None, help="optimiser steps for --epochs auto (1000 tables, 3000 series)"),
     batch_size: int = typer.Option(128, min=1),
     lr: float = typer.Option(1e-3),
     val_fraction: float = typer.Option(0.2, help="share held out to calibrate the threshold"),
