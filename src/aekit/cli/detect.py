@@ -195,6 +195,16 @@ def _table_summary(scores: np.ndarray, flags: np.ndarray, threshold: float, labe
     return out
 
 
+def _score_all(det, d: DetectData) -> tuple[SeriesResult | None, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Scores, flags and the printed/JSON summary of ``d`` (the series result for series)."""
+    if d.kind == "series":
+        result = det.detect(d.series)
+        return result, result.scores, result.flags, _series_summary(result, d)
+    scores = det.anomaly_score(d.X)
+    flags = scores > det.threshold_.value
+    return None, scores, flags, _table_summary(scores, flags, float(det.threshold_.value), d.labels)
+
+
 def _write_table_scores(path: Path, scores: np.ndarray, flags: np.ndarray) -> None:
     ids = np.cumsum(flags) * flags  # each flagged row is its own event, numbered in row order
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
@@ -334,16 +344,7 @@ def fit_cmd(
         det = AnomalyDetector(threshold=threshold or "fpr:0.01", **common)
         det.fit(train.X, train.labels)
     fit_s = time.perf_counter() - t0
-    # score everything given (the training part and what follows it)
-    if d.kind == "series":
-        result = det.detect(d.series)
-        scores, flags = result.scores, result.flags
-        summary = _series_summary(result, d)
-    else:
-        result = None
-        scores = det.anomaly_score(d.X)
-        flags = scores > det.threshold_.value
-        summary = _table_summary(scores, flags, float(det.threshold_.value), d.labels)
+    result, scores, flags, summary = _score_all(det, d)  # the training part and what follows it
     metrics = {
         "kind": d.kind,
         "data": str(data),
@@ -424,15 +425,7 @@ def score_cmd(
     d = load_detect_data(data, kind=kind, columns=columns, label_column=label_column, windows=windows,
                          max_gap=getattr(det, "max_gap", 3), freq=getattr(det, "freq_", "auto"))
     t0 = time.perf_counter()
-    if kind == "series":
-        result = det.detect(d.series)
-        scores, flags = result.scores, result.flags
-        summary = _series_summary(result, d)
-    else:
-        result = None
-        scores = det.anomaly_score(d.X)
-        flags = scores > det.threshold_.value
-        summary = _table_summary(scores, flags, float(det.threshold_.value), d.labels)
+    result, scores, flags, summary = _score_all(det, d)
     summary["score_seconds"] = round(time.perf_counter() - t0, 3)
     if kind == "series":
         result.to_csv(out)
