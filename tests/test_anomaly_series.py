@@ -212,3 +212,12 @@ def test_smoothing_averages_the_trailing_steps(fitted):
     smoothed = det.anomaly_score(x, timestamps=ts)
     np.testing.assert_allclose(smoothed[10], raw[6:11].mean(), rtol=1e-9)
     np.testing.assert_allclose(smoothed[2], raw[:3].mean(), rtol=1e-9)
+
+
+def test_warns_when_the_training_period_is_mostly_unlike_the_calibration_period():
+    x, ts = make_series(2000, 16)
+    rng = np.random.default_rng(0)
+    spikes = rng.choice(1500, 300, replace=False)  # the first 75% is riddled with faults
+    x[spikes, 0] += rng.choice([-3.0, 3.0], 300)
+    with pytest.warns(UserWarning, match="training time steps score above the threshold"):
+        SeriesAnomalyDetector(**{**FAST, "steps": 150}).fit(x, timestamps=ts)

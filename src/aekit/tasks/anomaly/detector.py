@@ -416,7 +416,8 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
     def _warn_if_many_flagged(self, train_scores: np.ndarray) -> None:
         rate = float((train_scores > self.threshold_.value).mean())
         self.train_flag_rate_ = rate
-        budget = self.threshold_.details.get("fpr") if self.threshold_.method in ("fpr", "alarms_per_day") else None
+        th = self.threshold_
+        budget = th.details.get("target_fpr") if th.method in ("fpr", "alarms_per_day") else None
         if budget is not None and rate > max(10 * float(budget), 0.1):
             warnings.warn(
                 f"{rate:.1%} of the training samples score above the threshold (budget {budget:g}): the "

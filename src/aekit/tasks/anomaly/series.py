@@ -369,7 +369,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         self.n_train_points_, self.n_calibration_points_ = int(n_train), int(n - n_train)
         train_rate = float((scores[:n_train] > th.value).mean())
         self.train_flag_rate_ = train_rate
-        budget = th.details.get("fpr") if th.method in ("fpr", "alarms_per_day") else None
+        budget = th.details.get("target_fpr") if th.method in ("fpr", "alarms_per_day") else None
         if budget is not None and train_rate > max(10 * float(budget), 0.1):
             warnings.warn(
                 f"{train_rate:.1%} of the training time steps score above the threshold (budget {budget:g}): the "
