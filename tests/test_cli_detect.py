@@ -199,3 +199,13 @@ def test_score_rejects_a_non_detector_run(capsys, tmp_path):
     np.save(tmp_path / "x.npy", x)
     assert_fails(capsys, ["detect", "score", tmp_path / "emb", "--data", tmp_path / "x.npy", "--out",
                           tmp_path / "s.csv"], "not an anomaly detector")
+
+
+def test_series_label_column_becomes_labelled_windows(series_run, capsys, tmp_path):
+    data = write_series(tmp_path / "lab.csv", 600, 6, fault_at=350, label=True)
+    out = tmp_path / "s.csv"
+    code, text = run_cli(capsys, "detect", "score", series_run / "run", "--data", data, "--out", out,
+                         "--label-column", "label")
+    assert code == 0, text
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["windows"]["windows_hit"] == 1 and summary["roc_auc"] > 0.9

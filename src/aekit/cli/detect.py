@@ -91,6 +91,12 @@ def _windows_from_json(path: Path, data_file: Path, timestamps: np.ndarray | Non
     return out
 
 
+def _runs_of_ones(labels: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive 1s as inclusive (start, end) index pairs."""
+    d = np.diff(np.concatenate([[0], labels.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), (np.flatnonzero(d == -1) - 1).tolist()))
+
+
 def load_detect_data(
     path: Path, *, kind: str = "auto", columns: list[str] | None = None, label_column: str | None = None,
     windows: Path | None = None, max_gap: int = 3, freq: str | None = "auto",
@@ -128,6 +134,8 @@ def load_detect_data(
         else:
             raise DataFileError(f"{path}: series come as .csv (timestamp,value,...) or .npy files")
         win = _windows_from_json(windows, path, s.timestamps, s.n) if windows else None
+        if win is None and labels is not None and labels.any():
+            win = _runs_of_ones(labels)  # labelled steps, shaded in the figure and reported as windows
         return DetectData("series", path, series=s, columns=list(s.columns), labels=labels, windows=win)
     if suffix == ".csv":
         X, cols, y = read_table_csv(path, label_column=label_column, columns=columns)
