@@ -76,6 +76,10 @@ def train(
         False, help="draw the noisy inputs once, as the tutorial (default: fresh each epoch)"
     ),
     sparsity: str | None = typer.Option(None, help="penalty on the code: l1:1e-4 | kl:0.05:1e-3"),
+    binary_code: bool = typer.Option(
+        False, help="a near-binary code for Hamming search: sigmoid code units trained with noise before them"
+    ),
+    code_noise: float = typer.Option(4.0, help="with --binary-code: std of that noise (Krizhevsky & Hinton)"),
     binarize: float | None = typer.Option(None, help="threshold pixels to {0,1} (the tutorial uses 0.5)"),
     val_fraction: float = typer.Option(0.1, help="share of the training set held out for validation"),
     patience: int | None = typer.Option(None, help="early stopping after N epochs without improvement"),
@@ -107,6 +111,7 @@ def train(
             batch_size=batch_size, lr=lr, denoise=denoise, fixed_noise=fixed_noise, sparsity=sparsity,
             binarize=binarize, seed=seed, threads=_parse_threads(threads), device=device, precision=precision,
             compile=compile, patience=patience, val_fraction=val_fraction, n_train=n_train,
+            model_options=dict(code_activation="sigmoid", code_noise=code_noise) if binary_code else {},
         )
         run_dir = out or Path("runs") / f"{model}-{Path(dataset).name}"
         metrics = train_run(spec, run_dir, overwrite=overwrite, progress=progress)
@@ -290,8 +295,13 @@ def demo(
 
 def _register_subcommands() -> None:
     from .detect import detect_app
+    from .retrieval import embed_cmd, index_app, map_cmd, search_cmd
 
     app.add_typer(detect_app, name="detect")
+    app.add_typer(index_app, name="index")
+    app.command("search")(search_cmd)
+    app.command("embed")(embed_cmd)
+    app.command("map")(map_cmd)
 
 
 _register_subcommands()

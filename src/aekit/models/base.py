@@ -119,6 +119,17 @@ class Autoencoder(nn.Module):
         z = self.encode(x)
         return AEOutput(logits=self.decode(z), z=z)
 
+    def add_code_noise(self, pre: Tensor) -> Tensor:
+        """Gaussian noise of std ``config.code_noise`` on the code's pre-activation, in training only.
+
+        Krizhevsky & Hinton (2011): noise before logistic code units pushes them to saturate, so
+        thresholding the code at 0.5 loses little (semantic hashing, binary codes).
+        """
+        std = float(getattr(self.config, "code_noise", 0.0) or 0.0)
+        if std and self.training:
+            return pre + std * torch.randn_like(pre)
+        return pre
+
     def activate(self, logits: Tensor) -> Tensor:
         """The output activation: logits -> reconstruction in data space."""
         return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits

@@ -22,6 +22,7 @@ class ConvAEConfig:
     activation: str = "relu"
     latent_dim: int | None = None  # None: the last feature map is the code; else a dense bottleneck
     code_activation: str = "linear"  # of the dense bottleneck (only with latent_dim)
+    code_noise: float = 0.0  # std of noise on the bottleneck's pre-activation while training (binary codes)
     batch_norm: bool = False
     output: str = "sigmoid"
     loss: str = "auto"
@@ -36,6 +37,8 @@ class ConvAEConfig:
             raise ConfigError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1 or None, got {self.latent_dim}")
+        if self.code_noise and self.latent_dim is None:
+            raise ConfigError("code_noise needs a dense bottleneck: set latent_dim (e.g. 64 for 64-bit codes)")
 
 
 class HeadConv2d(nn.Conv2d):
@@ -119,7 +122,7 @@ class ConvAE(Autoencoder):
             x = F.pad(x, (0, pw - w, 0, ph - h))
         z = self.encoder(x)  # (B, C, H, W) -> (B, c_k, H/2^k, W/2^k)
         if self.to_code is not None:
-            z = self.code_act(self.to_code(z.flatten(1)))  # -> (B, latent_dim)
+            z = self.code_act(self.add_code_noise(self.to_code(z.flatten(1))))  # -> (B, latent_dim)
         return z
 
     def decode(self, z: Tensor) -> Tensor:

@@ -26,12 +26,15 @@ class DenseAEConfig:
     tied: bool = False  # decoder uses the transposed encoder weights (own biases)
     dropout: float = 0.0  # on the input and hidden layers of the encoder
     sparsity: str = ""  # "" | "l1:WEIGHT" | "kl:TARGET:WEIGHT"
+    code_noise: float = 0.0  # std of Gaussian noise on the code's pre-activation while training (binary codes)
 
     def __post_init__(self) -> None:
         if int(self.latent_dim) < 1 or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"latent_dim and hidden sizes must be >= 1, got {self.latent_dim}, {self.hidden}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not (0 <= self.code_noise < 1e3):
+            raise ConfigError(f"code_noise must be a standard deviation >= 0, got {self.code_noise}")
 
 
 @register_model(
@@ -72,7 +75,7 @@ class DenseAE(Autoencoder):
         h = x.reshape(x.shape[0], -1)  # (B, *input_shape) -> (B, D)
         for i, layer in enumerate(self.enc):
             h = layer(self.drop(h))
-            h = self.code_act(h) if i == len(self.enc) - 1 else self.act(h)
+            h = self.code_act(self.add_code_noise(h)) if i == len(self.enc) - 1 else self.act(h)
         return h  # (B, latent_dim)
 
     def decode(self, z: Tensor) -> Tensor:

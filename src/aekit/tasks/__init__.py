@@ -2,5 +2,6 @@
 
 from .anomaly import AnomalyDetector, SeriesAnomalyDetector
 from .embedder import Denoiser, Embedder
+from .retrieval import ImageSearch
 
-__all__ = ["AnomalyDetector", "Denoiser", "Embedder", "SeriesAnomalyDetector"]
+__all__ = ["AnomalyDetector", "Denoiser", "Embedder", "ImageSearch", "SeriesAnomalyDetector"]
