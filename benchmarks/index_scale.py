@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
-
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
+import _common  # noqa: E402
 from aekit.tasks.retrieval import index as index_mod  # noqa: E402
 from aekit.tasks.retrieval.index import VectorIndex  # noqa: E402
 
@@ -139,11 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ef", default="16,32,64,128", help="HNSW ef_search values")
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default VectorIndex's: 4 sqrt(n))")
     ap.add_argument("--nprobe", default="8,16,32,64", help="IVF-PQ nprobe values")
-    ap.add_argument("--pq-m", default=None, help="IVF-PQ bytes per vector, comma-separated (default dim/2,dim)")
+    ap.add_argument("--pq-m", default=None, help="IVF-PQ bytes per vector, comma-separated (default VectorIndex's: "
+                    "dim/2); pq_m=dim trains ~25x slower in faiss 1.15")
     ap.add_argument("--bits", type=int, default=64, help="bits of the binary codes (0: skip the binary part)")
     ap.add_argument("--binary-ef", default="16,32,64", help="binary HNSW ef_search values")
     ap.add_argument("--sweep-sizes", default="50000,100000,200000",
                     help="collection sizes timed for the auto threshold (exact vs HNSW); '' to skip")
+    ap.add_argument("--parts", default="hnsw,ivfpq,binary,sweep",
+                    help="what to measure (exact search, the ground truth, runs with hnsw or ivfpq)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 50,000 codes, 2,000 queries")
     ap.add_argument("--results-dir", default=None, help="folder for the JSON (default benchmarks/results; "
@@ -153,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.nq = min(args.n, 50_000), min(args.nq, 2_000)
         args.sweep_sizes = "10000,20000"
-    efs = [int(v) for v in args.ef.split(",") if v]
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - {"hnsw", "ivfpq", "binary", "sweep"}:
+        ap.error(f"--parts: unknown {', '.join(sorted(parts - {'hnsw', 'ivfpq', 'binary', 'sweep'}))}")
+    efs = [int(v) for v in args.ef.split(",") if v] if "hnsw" in parts else []
     nprobes = [int(v) for v in args.nprobe.split(",") if v]
-    sweep_sizes = [int(v) for v in args.sweep_sizes.split(",") if v and int(v) <= args.n]
+    sweep_sizes = [int(v) for v in args.sweep_sizes.split(",") if v and int(v) <= args.n] if "sweep" in parts else []
     faiss.omp_set_num_threads(args.threads)
     t_start = time.perf_counter()
     env = _common.env_info(torch_threads=False)
@@ -170,31 +175,30 @@ def main(argv: list[str] | None = None) -> int:
         source = (f"synthetic: Gaussian mixture, {args.centres:,} centres ~ N(0, 0.25 I), randomly rotated "
                   f"clusters with std 1/sqrt(1+i); {len(xq):,} fresh queries from the same mixture")
     dim = xb.shape[1]
-    pq_ms = ([int(v) for v in args.pq_m.split(",")] if args.pq_m
-             else [m for m in (dim // 2, dim) if m and dim % m == 0])
+    pq_ms = [int(v) for v in args.pq_m.split(",")] if args.pq_m else [None]
     print(f"{len(xb):,} codes of dim {dim} ({source}); generated in {time.perf_counter() - t:.1f} s; "
           f"k={args.k}, {args.threads} threads; faiss {faiss.__version__}", flush=True)
 
     rows: list[dict[str, Any]] = []
-    # exact: the ground truth
-    ex, info = build(xb, dim, kind="exact")
-    truth, _, qps = timed_search(ex, xq, args.k)
-    rows.append(row("exact (IndexFlatL2)", "-", info, qps, 1.0, True))
-    print(f"exact: {qps:,.0f} queries/s", flush=True)
-    del ex
-    # HNSW
-    idx, info = build(xb, dim, kind="hnsw", hnsw_m=args.hnsw_m)
-    print(f"HNSW M={args.hnsw_m}: built in {info['build_s']:.1f} s", flush=True)
+    if parts & {"hnsw", "ivfpq"}:  # exact: the ground truth
+        ex, info = build(xb, dim, kind="exact")
+        truth, _, qps = timed_search(ex, xq, args.k)
+        rows.append(row("exact (IndexFlatL2)", "-", info, qps, 1.0, True))
+        print(f"exact: {qps:,.0f} queries/s", flush=True)
+        del ex
+    if "hnsw" in parts:
+        idx, info = build(xb, dim, kind="hnsw", hnsw_m=args.hnsw_m)
+        print(f"HNSW M={args.hnsw_m}: built in {info['build_s']:.1f} s", flush=True)
     for i, ef in enumerate(efs):
         idx.ef_search = ef
         found, _, qps = timed_search(idx, xq, args.k)
         rows.append(row(f"HNSW (M={args.hnsw_m})", f"ef_search={ef}", info, qps, recall(found, truth), i == 0))
         print(f"  ef_search={ef}: {qps:,.0f} queries/s, recall@10 {rows[-1]['recall10']:.4f}", flush=True)
-    del idx
-    # IVF-PQ
-    for pq_m in pq_ms:
+    if "hnsw" in parts:
+        del idx
+    for pq_m in pq_ms if "ivfpq" in parts else []:
         idx, info = build(xb, dim, kind="ivfpq", pq_m=pq_m, nlist=args.nlist, seed=args.seed)
-        nlist = idx.index_.nlist
+        nlist, pq_m = idx.index_.nlist, idx.index_.pq.M
         print(f"IVF-PQ nlist={nlist}, pq_m={pq_m}: built in {info['build_s']:.1f} s", flush=True)
         for i, nprobe in enumerate(nprobes):
             idx.nprobe = nprobe
@@ -205,13 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         del idx
     cols = ["index", "setting", "build_s", "index_mb", "rss_delta_mb", "qps", "recall10", "meets_target"]
     heads = ["index", "setting", "build s", "index MiB", "RSS +MiB", "queries/s", "recall@10", "target met"]
-    _common.print_table(rows, cols, heads, title=f"{len(xb):,} float codes, dim {dim}, {len(xq):,} queries, "
-                        f"k={args.k}, {args.threads} threads (target: recall@10 >= {TARGET_RECALL} at >= "
-                        f"{TARGET_QPS:,} queries/s)")
+    if rows:
+        _common.print_table(rows, cols, heads, title=f"{len(xb):,} float codes, dim {dim}, {len(xq):,} queries, "
+                            f"k={args.k}, {args.threads} threads (target: recall@10 >= {TARGET_RECALL} at >= "
+                            f"{TARGET_QPS:,} queries/s)")
 
     # binary codes under hamming
     brows: list[dict[str, Any]] = []
-    if args.bits:
+    if args.bits and "binary" in parts:
         w = np.random.default_rng(args.seed + 1).normal(size=(dim, args.bits)).astype(np.float32)
         bb, bq = (xb @ w > 0), (xq @ w > 0)  # (n, bits) bool
         ex, info = build(bb, args.bits, metric="hamming", kind="exact")

@@ -350,3 +350,22 @@ def test_bad_cosine_and_hamming_vectors(data):
 def test_ivfpq_needs_enough_training_vectors(data):
     with pytest.raises(DataError, match="at least 1,000"):
         VectorIndex(DIM, kind="ivfpq").add(data["x"][:100])
+
+
+def test_hnsw_fills_k_up_to_ntotal(data):
+    idx = VectorIndex(DIM, kind="hnsw", ef_search=4)  # k above ef_search: the search widens to k
+    idx.add(data["x"][:300])
+    ids, dist = idx.search(data["q"][:3], 300)
+    assert all(set(row.tolist()) == set(range(300)) for row in ids) and np.isfinite(dist).all()
+
+
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+def test_ivf_empty_slots_are_marked(data, id_kind):
+    x = data["x"][:2000]
+    ids = [f"s{i}" for i in range(len(x))] if id_kind == "str" else None
+    idx = VectorIndex(DIM, kind="ivfpq", nlist=32, nprobe=1, pq_m=4)
+    idx.add(x, ids)
+    found, dist = idx.search(data["q"][:2], 1000)  # one list of ~60 vectors cannot fill 1,000 slots
+    empty = np.isinf(dist)
+    assert empty.any() and (~empty[:, :10]).all()
+    assert all(v is None for v in found[empty]) if id_kind == "str" else (found[empty] == -1).all()
