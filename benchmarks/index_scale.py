@@ -19,7 +19,8 @@ A size sweep (``--sweep-sizes``) times exact search and HNSW (build and search) 
 it is what `aekit.tasks.retrieval.index.AUTO_EXACT_MAX` is set from: the largest collection that exact
 search still answers at the target speed.
 
-    python benchmarks/index_scale.py             # 1M codes, ~6-10 minutes on 2 cores
+    python benchmarks/index_scale.py             # 1M codes, ~6-8 minutes on 2 cores
+    python benchmarks/index_scale.py --pq-m 16,32 --sweep-sizes 25000,50000,100000,200000  # the saved results
     python benchmarks/index_scale.py --quick     # 50k codes, smoke run
     python benchmarks/index_scale.py --codes codes.npy
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default VectorIndex's: 4 sqrt(n))")
     ap.add_argument("--nprobe", default="8,16,32,64", help="IVF-PQ nprobe values")
     ap.add_argument("--pq-m", default=None, help="IVF-PQ bytes per vector, comma-separated (default VectorIndex's: "
-                    "dim/2); pq_m=dim trains ~25x slower in faiss 1.15")
+                    "dim, up to 64)")
     ap.add_argument("--bits", type=int, default=64, help="bits of the binary codes (0: skip the binary part)")
     ap.add_argument("--binary-ef", default="16,32,64", help="binary HNSW ef_search values")
     ap.add_argument("--sweep-sizes", default="50000,100000,200000",

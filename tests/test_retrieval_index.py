@@ -369,3 +369,19 @@ def test_ivf_empty_slots_are_marked(data, id_kind):
     empty = np.isinf(dist)
     assert empty.any() and (~empty[:, :10]).all()
     assert all(v is None for v in found[empty]) if id_kind == "str" else (found[empty] == -1).all()
+
+
+def test_auto_moves_float_codes_to_ivfpq_past_the_second_threshold(data, monkeypatch):
+    monkeypatch.setattr(index_mod, "AUTO_EXACT_MAX", 500)
+    monkeypatch.setattr(index_mod, "AUTO_IVFPQ_MIN", 1500)
+    x, q = data["x"], data["q"]
+    idx = VectorIndex(DIM, kind="auto", nlist=16, pq_m=8)
+    idx.add(x[:400])
+    assert idx.kind_ == "exact"
+    idx.add(x[400:2000])  # 2,000 > 1,500: straight from exact to IVF-PQ, trained on all 2,000
+    assert idx.kind_ == "ivfpq" and idx.ntotal == 2000
+    truth = np.argsort(brute(x[:2000], q, "euclidean"), axis=1)[:, :K]
+    assert recall_at_k(idx.search(q, K)[0], truth) >= 0.75
+    binary = VectorIndex(BITS, metric="hamming", kind="auto")
+    binary.add(data["b"][:2000])
+    assert binary.kind_ == "hnsw"  # binary codes stay on HNSW (binary IVF was not measured)

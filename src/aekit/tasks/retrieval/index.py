@@ -14,22 +14,37 @@ as file paths). Three kinds of index:
   them searched per query, ``pq_m`` bytes per vector. The smallest index, with approximate
   distances and the lowest recall.
 
-``kind="auto"`` chooses by collection size: exact up to `AUTO_EXACT_MAX` vectors, HNSW above. The
-choice is made when the index is first built (on the first ``add()``) and re-made on every later
-``add()``: when the collection grows past the threshold, the exact index is rebuilt into an HNSW
-one from its own stored vectors (``reconstruct_n``; no raw copy is kept). An explicit kind is never
-changed.
+``kind="auto"`` chooses by collection size: exact up to `AUTO_EXACT_MAX` vectors, HNSW above, and
+for float codes IVF-PQ above `AUTO_IVFPQ_MIN` (binary codes stay on HNSW). The choice is made when
+the index is first built (on the first ``add()``) and re-made on every later ``add()``: when the
+collection grows past a threshold, the index is rebuilt from its own stored vectors (exact and HNSW
+keep them losslessly: ``reconstruct_n``; no raw copy is kept), the IVF-PQ one trained on all of them.
+An explicit kind is never changed.
 
-How the threshold was chosen (``benchmarks/index_scale.py``, 32-dim clustered float codes, 10,000
-queries at k=10 in one batch, 2 threads of a 2-core AVX-512 Xeon; see benchmarks/results/index_scale.json):
-exact search costs about ``n * 2.5e-9`` s per query there (~2,500 queries/s at 200k vectors,
-~500/s at 1M), so it stays above the 5,000 queries/s target up to about 100,000 vectors, while an
-HNSW graph (M=32, ef_search=64) of 100,000 vectors builds in ~2 s and then answers ~40,000
-queries/s at recall@10 ~0.98. Above 100,000 vectors exact search falls below the target, so
-`AUTO_EXACT_MAX` = 100,000. IVF-PQ is never chosen automatically (`AUTO_IVFPQ_MIN` is None): at
-one million 32-dim vectors it reaches recall@10 0.95 only with one byte per dimension (``pq_m=dim``),
-where its memory advantage over HNSW is ~4x rather than ~10x, and it was slower than HNSW at
-equal recall; ask for ``kind="ivfpq"`` when memory, not speed, is the limit.
+How the thresholds were chosen (``benchmarks/index_scale.py``, benchmarks/results/index_scale.json):
+32-dim codes from a Gaussian mixture of 1,000 centres, 10,000 queries in one batch at k=10, 2 faiss
+threads on a 2-core Xeon shared with another job (load average ~4, so absolute speeds are low):
+
+- Exact search time grows linearly with the collection: 5,604 queries/s at 25,000 vectors, 2,923 at
+  50,000, 1,480 at 100,000, 736 at 200,000, 150 at 1,000,000 (a lightly loaded exploratory run was
+  ~3x faster: ~2,500 at 200,000). HNSW (M=32, ef_search=64) answers 15,600-18,500 queries/s at
+  25,000-200,000 vectors with recall@10 0.999-0.9998, and builds in 2.2 s (25k), 3.6 s (50k), 6.4 s
+  (100k), 12.7 s (200k), 84 s (1M).
+- Exact search falls below the 5,000 queries/s target between 25,000 and 50,000 vectors on the loaded
+  machine, near 100,000 on an idle one. `AUTO_EXACT_MAX` = 50,000 lies between: up to there exact
+  search is fast enough and exact; above it HNSW is 6x faster or more, and switching costs little
+  (recall@10 0.9998, 3.6 s to build at that size). The same threshold serves binary codes (64 bits:
+  exact 221 queries/s at 1M; binary HNSW 31,500 at recall@10 0.973 with ef_search=16).
+- At 1,000,000 vectors HNSW meets the target (recall@10 0.969 at 9,300 queries/s with ef_search=64,
+  0.986 at 5,900 with 128; 382 MiB, 400 bytes per vector) and so does IVF-PQ with one byte per
+  dimension (nlist=4000, pq_m=32: recall@10 0.979 at 8,100 queries/s with nprobe=16, 14,200 with 8;
+  39 MiB, 10x smaller; built in 92 s against HNSW's 84 s). With half the bytes (pq_m=16, 23 MiB)
+  IVF-PQ's recall@10 stops at 0.89 whatever ``nprobe``, hence the default ``pq_m = dim``. Below a
+  million vectors HNSW's memory is modest and its recall near 1 with exact distances, so
+  `AUTO_IVFPQ_MIN` = 1,000,000: past it IVF-PQ gives the same speed and recall at a tenth of the
+  memory (its distances are approximate). Binary IVF was not measured, so binary codes stay on HNSW.
+
+HNSW searches with ``max(ef_search, k)`` candidates, so that it fills all ``k`` slots.
 
 Searching for more neighbours than the index holds (``k > ntotal``) raises `DataError` rather
 than silently returning fewer columns. Approximate indexes can, rarely, find fewer than ``k``
@@ -53,11 +68,11 @@ import numpy as np
 
 from ...errors import ConfigError, DataError, ModelFileError
 
-AUTO_EXACT_MAX = 100_000
+AUTO_EXACT_MAX = 50_000
 """``kind="auto"`` uses exact search up to this many vectors, HNSW above (see the module docstring)."""
 
-AUTO_IVFPQ_MIN: int | None = None
-"""``kind="auto"`` would switch to IVF-PQ above this many vectors; None: never (see the module docstring)."""
+AUTO_IVFPQ_MIN: int | None = 1_000_000
+"""``kind="auto"`` switches float codes to IVF-PQ above this many vectors (see the module docstring)."""
 
 IVF_MIN_TRAIN = 1_000
 """The fewest vectors the first ``add()`` of a ``kind="ivfpq"`` index may hold (it trains on them)."""
@@ -106,8 +121,9 @@ class VectorIndex:
     nlist : int or None
         IVF lists; None: ``4 * sqrt(n)`` of the first ``add()`` (at most ``n / 39``).
     pq_m : int or None
-        IVF-PQ sub-quantisers (bytes per vector, must divide `dim`); None: the largest divisor of
-        `dim` up to ``min(dim / 2, 64)`` (two dimensions per byte for 32-dim codes).
+        IVF-PQ sub-quantisers (bytes per vector, must divide `dim`); None: ``dim`` (one byte per
+        dimension; for ``dim > 64`` its largest divisor up to 64). Half of that lost 0.09 of recall@10
+        in the benchmark (see the module docstring).
     nprobe : int
         IVF lists searched per query (higher: better recall, slower); may be changed later.
     seed : int
@@ -281,7 +297,7 @@ class VectorIndex:
             return self.kind
         if n <= AUTO_EXACT_MAX:
             return "exact"
-        if AUTO_IVFPQ_MIN is not None and n > AUTO_IVFPQ_MIN:
+        if AUTO_IVFPQ_MIN is not None and n > AUTO_IVFPQ_MIN and self._metric != "hamming":
             return "ivfpq"
         return "hnsw"
 
@@ -315,6 +331,9 @@ class VectorIndex:
             index = faiss.IndexIVFPQ(faiss.IndexFlatL2(self._dim), self._dim, nlist, self._pq_m(), 8)
             index.pq.cp.seed = self.seed
             index.pq.cp.min_points_per_centroid = 1  # small first batches: no stderr warnings
+            # faiss 1.15's 1-dimensional k-means is slow (~1.5 s per sub-quantiser on its default 65,536
+            # vectors): 64 per centroid (16,384) is plenty for 256 centroids and 4x faster
+            index.pq.cp.max_points_per_centroid = 64
         index.cp.seed = self.seed
         index.cp.min_points_per_centroid = 1
         index.train(train)
@@ -323,9 +342,7 @@ class VectorIndex:
     def _pq_m(self) -> int:
         if self.pq_m is not None:
             return self.pq_m
-        # at least 2 dimensions per sub-quantiser: faiss 1.15 trains 1-dimensional ones ~25x slower
-        # (57 s against 2.2 s for 32 of them on 65,536 vectors, one thread)
-        return max(m for m in range(1, min(self._dim // 2, 64) + 1) if self._dim % m == 0) if self._dim > 1 else 1
+        return max(m for m in range(1, min(self._dim, 64) + 1) if self._dim % m == 0)
 
     def _apply_search_params(self, k: int) -> None:
         idx = self.index_
