@@ -92,7 +92,9 @@ def as_image_batch(
         size = shape[-2:] if len(shape) == 3 else None
         channels = shape[0] if len(shape) == 3 else None
         x, names = load_images(images, size=size, channels=channels)
-        names = [str(n) for n in names]
+        root = Path(images).resolve()
+        base = root if root.is_dir() else root.parent
+        names = [str(base / n) for n in names]  # ids are full paths: unique across folders, findable later
     else:
         x = np.asarray(images)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
