@@ -47,8 +47,9 @@ def read_images(spec: str, input_shape: tuple[int, ...], *, split: str = "train"
     x, names = as_image_batch(path, input_shape)
     if n is not None:
         x, names = x[:n], (None if names is None else names[:n])
-    ids = names if names is not None and path.is_dir() else np.arange(len(x))
-    return x, ids, None, {"kind": "files" if path.is_dir() else "array", "name": str(path.resolve())}
+    files = path.is_dir() or path.suffix.lower() not in (".npy", ".npz")  # a folder or one image file
+    ids = names if names is not None and files else np.arange(len(x))
+    return x, ids, None, {"kind": "files" if files else "array", "name": str(path.resolve())}
 
 
 def collection_images(search, ids: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
