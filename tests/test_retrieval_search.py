@@ -168,6 +168,11 @@ def test_cli_build_search_embed_map(run_dir, capsys, tmp_path, image_dir):
     assert len(r["ids"]) == 4 and len(r["ids"][0]) == 6
     with Image.open(tmp_path / "grid.png") as im:
         assert im.size[0] > 300
+    code, text = run_cli(capsys, "search", tmp_path / "idx", "--query", image_dir / "img05.png", "--k", "3",
+                         "--json", tmp_path / "one.json")
+    assert code == 0, text
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert one["queries"][0].endswith("img05.png") and len(one["ids"][0]) == 3
     code, text = run_cli(capsys, "embed", run_dir, "--images", image_dir, "--out", tmp_path / "codes.npy")
     assert code == 0, text
     assert np.load(tmp_path / "codes.npy").shape == (30, 8)
