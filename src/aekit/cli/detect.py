@@ -22,6 +22,7 @@ from ..tasks.anomaly.detector import AnomalyDetector
 from ..tasks.anomaly.series import SeriesAnomalyDetector, SeriesResult
 from ..viz.anomaly import score_histogram, series_figure
 from ..viz.figures import loss_curves
+from .runs import _write_history
 
 detect_app = typer.Typer(
     no_args_is_help=True,
@@ -390,12 +391,6 @@ def _int_option(name: str, value: str, *, low: int = 1) -> int:
     if v < low:
         raise ConfigError(f"{name} must be >= {low}, got {v}")
     return v
-
-
-def _write_history(path: Path, records: list[dict]) -> None:
-    from .runs import _write_history as write
-
-    write(path, records)
 
 
 @detect_app.command("score")

@@ -188,7 +188,7 @@ def warn_if_overcomplete(input_dim: int, code_dim: int, sparse: bool, name: str)
 def xavier_init(module: nn.Module) -> None:
     """Keras defaults (glorot_uniform weights, zero biases): a faithful tutorial port."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv1d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

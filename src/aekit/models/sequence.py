@@ -109,10 +109,6 @@ class Conv1dAE(Autoencoder):
         else:
             self.to_code = self.from_code = None
         xavier_init(self)
-        for m in self.modules():  # xavier_init knows the 2-D transposed conv only
-            if isinstance(m, nn.ConvTranspose1d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
         code_dim = config.latent_dim or math.prod(self.fmap)
         warn_if_overcomplete(t * c_in, code_dim, bool(config.sparsity), "conv1d_ae")
 

@@ -406,11 +406,11 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         else:
             cal_idx = np.concatenate([tr_idx, anomalies])
             cal_on = "training samples (too few to hold any out)"
-        cal_scores = self._score_model_space(Xm[cal_idx])
+        scores = self._score_model_space(Xm)  # every sample once: calibration and the training check
         cal_labels = labels[cal_idx] if labels is not None else None
-        th = fit_threshold(spec, cal_scores, labels=cal_labels)
+        th = fit_threshold(spec, scores[cal_idx], labels=cal_labels)
         self._set_threshold(Threshold(th.method, th.value, th.spec, {**th.details, "calibrated_on": cal_on}))
-        self._warn_if_many_flagged(self._score_model_space(Xm[tr_idx]))
+        self._warn_if_many_flagged(scores[tr_idx])
         return self
 
     def _warn_if_many_flagged(self, train_scores: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import csv
 import math
 import os
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -592,7 +593,8 @@ class SeriesStream:
         self._held: list[tuple[Any, np.ndarray]] = []  # readings waiting for a NaN channel to resolve
         self._event: Event | None = None
         self._since_flag = 0
-        self._recent: list[float] = []  # the last smooth - 1 raw scores, for the trailing mean
+        self._recent: deque[float] = deque()  # the last `smooth` raw scores, for the trailing mean
+        self._recent_sum = 0.0
         self.events: list[Event] = []
 
     # -- input regularisation (mirrors batch gap filling for a forward-only stream) ------------
@@ -708,8 +710,12 @@ class SeriesStream:
             score = float(self._sums[i] / self._counts[i])
             if k > 1:
                 self._recent.append(score)
-                self._recent = self._recent[-k:]
-                score = float(sum(self._recent) / len(self._recent))
+                self._recent_sum += score
+                if len(self._recent) > k:
+                    self._recent_sum -= self._recent.popleft()
+                if len(self._recent) == k and (base + i) % k == 0:
+                    self._recent_sum = math.fsum(self._recent)  # keep the running sum from drifting
+                score = float(self._recent_sum / len(self._recent))
             gap = self._pending_gap[i]
             flag = bool(score > self.threshold and not gap)
             idx = base + i
