@@ -12,12 +12,13 @@ from aekit.data import (
     MaskNoise,
     SaltPepperNoise,
     SeedNoise,
+    ShiftNoise,
     corrupt_numpy,
     parse_corruption,
 )
 from aekit.errors import ConfigError, DataError, UnknownNameError
 
-SPECS = ["seed", "seed:0.1,0.3", "gaussian:0.5", "saltpepper:0.1", "mask:0.3"]
+SPECS = ["seed", "seed:0.1,0.3", "gaussian:0.5", "saltpepper:0.1", "mask:0.3", "shift:2", "shift:1+mask:0.2"]
 N = 200_000  # values per statistics check: standard error of a fraction <= 0.0012
 
 
@@ -112,6 +113,10 @@ def test_non_float_tensor_refused():
         ("saltpepper:0.1,0.2", ConfigError),
         ("seed:0.1", ConfigError),
         ("seed:2,0.1", ConfigError),
+        ("shift:0", ConfigError),
+        ("shift:1.5", ConfigError),
+        ("shift:2+", ConfigError),
+        ("shift:2+blur", UnknownNameError),
     ],
 )
 def test_parse_errors_list_valid_forms(spec, error):
@@ -134,3 +139,36 @@ def test_corrupt_numpy():
     assert not np.array_equal(a, corrupt_numpy(x, "mask:0.5", seed=4))
     np.testing.assert_allclose(corrupt_numpy(x, None), x / 255, rtol=1e-6)
     assert corrupt_numpy(x / 255.0, SeedNoise(), seed=0).max() <= 1.0
+
+
+def test_shift_moves_whole_images_by_at_most_px():
+    x = torch.zeros(500, 2, 9, 9)
+    x[:, 0, 4, 4] = 1.0  # one lit pixel in the centre of channel 0, another in channel 1
+    x[:, 1, 4, 4] = 0.5
+    out = ShiftNoise(2)(x, _gen(3))
+    lit = out[:, 0].reshape(500, -1).argmax(1)
+    rows, cols = lit // 9 - 4, lit % 9 - 4
+    assert rows.abs().max() == 2 and cols.abs().max() == 2  # every shift in [-2, 2], the extremes drawn
+    assert len({(int(r), int(c)) for r, c in zip(rows, cols)}) == 25  # all 25 offsets occur
+    assert torch.equal(out[:, 1] * 2, out[:, 0])  # both channels moved together
+    assert torch.equal(out.sum((1, 2, 3)), torch.full((500,), 1.5))  # nothing lost, nothing added
+
+
+def test_shift_fills_with_zeros_and_keeps_3d_batches():
+    x = torch.ones(50, 6, 6)
+    out = ShiftNoise(3)(x, _gen(0))
+    assert out.shape == x.shape
+    moved = out.sum((1, 2)) < 36
+    assert moved.any() and ((out == 0) | (out == 1)).all()
+    with pytest.raises(DataError, match=r"\(N, H, W\) or \(N, C, H, W\)"):
+        ShiftNoise(2)(torch.rand(4, 784), _gen())
+
+
+def test_chained_applies_in_order():
+    chained = parse_corruption("shift:2+mask:0.5")
+    x = torch.rand(16, 1, 8, 8, generator=_gen(1))
+    g = _gen(5)  # one generator drives both parts, in order
+    step = MaskNoise(0.5)._apply(ShiftNoise(2)._apply(x, g), g)
+    torch.testing.assert_close(chained(x, _gen(5)), step)
+    assert not torch.equal(step, MaskNoise(0.5)(x, _gen(5)))  # the shift did something
+    assert chained.spec == "shift:2+mask:0.5"

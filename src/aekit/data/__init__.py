@@ -5,11 +5,13 @@ from aekit.data.datasets import DATASET_NAMES, list_datasets, load_dataset
 from aekit.data.idx import read_idx, write_idx
 from aekit.data.images import load_images
 from aekit.data.noise import (
+    ChainedCorruption,
     Corruption,
     GaussianNoise,
     MaskNoise,
     SaltPepperNoise,
     SeedNoise,
+    ShiftNoise,
     corrupt_numpy,
     parse_corruption,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "MaskNoise",
     "SaltPepperNoise",
     "SeedNoise",
+    "ShiftNoise",
+    "ChainedCorruption",
     "Series",
     "as_images",
     "as_series",

@@ -1,7 +1,9 @@
 """Input corruptions for denoising autoencoders, on torch tensors with values in [0, 1].
 
 Each corruption is a small frozen dataclass; ``spec`` gives its string form, which
-``parse_corruption`` reads back: ``seed``, ``gaussian:STD``, ``saltpepper:P``, ``mask:P``.
+``parse_corruption`` reads back: ``seed``, ``gaussian:STD``, ``saltpepper:P``, ``mask:P``,
+``shift:PX`` (a random translation: a geometric corruption, so the code learns to ignore where
+the object sits), and any of them chained with ``+`` (``shift:2+mask:0.3``, applied left to right).
 The random numbers come from ``generator`` (drawn on the generator's device and moved to
 the tensor's), so a seeded generator makes every draw reproducible.
 """
@@ -26,11 +28,16 @@ __all__ = [
     "MaskNoise",
     "SaltPepperNoise",
     "SeedNoise",
+    "ShiftNoise",
+    "ChainedCorruption",
     "corrupt_numpy",
     "parse_corruption",
 ]
 
-VALID_FORMS = "none | seed | seed:SHIFT,STD | gaussian:STD | saltpepper:P | mask:P"
+VALID_FORMS = (
+    "none | seed | seed:SHIFT,STD | gaussian:STD | saltpepper:P | mask:P | shift:PX, "
+    "or several joined by '+' (e.g. shift:2+mask:0.3)"
+)
 
 
 def _uniform(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -165,8 +172,74 @@ class MaskNoise(Corruption):
         return f"mask:{self.p!r}"
 
 
+@dataclass(frozen=True)
+class ShiftNoise(Corruption):
+    """Each image translated by a random whole number of pixels in [-px, px] along each axis.
+
+    Pixels moved in from outside are 0 (the background of MNIST-like images). Needs images
+    batch first, ``(N, H, W)`` or ``(N, C, H, W)``; all channels of an image move together.
+    Trained to undo it, an autoencoder's code stops depending on where the object sits, which
+    is what content-based search wants (``benchmarks/retrieval.py``).
+    """
+
+    name: ClassVar[str] = "shift"
+    px: int = 2  # largest shift, in pixels, along each axis
+
+    def __post_init__(self) -> None:
+        px = self.px
+        if not (isinstance(px, (int, float)) and math.isfinite(px) and float(px).is_integer() and 1 <= px <= 64):
+            raise ConfigError(
+                f"shift PX must be a whole number of pixels in 1..64, got {px}; valid forms: {VALID_FORMS}"
+            )
+        object.__setattr__(self, "px", int(px))
+
+    def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        if x.ndim not in (3, 4):
+            raise DataError(
+                f"shift:{self.px} moves images, so it needs a batch of shape (N, H, W) or (N, C, H, W); "
+                f"got shape {tuple(x.shape)}. Pass images unflattened, or use mask/gaussian noise for tables"
+            )
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        device = generator.device if generator is not None else x.device
+        d = torch.randint(-self.px, self.px + 1, (2, n), generator=generator, device=device).to(x.device)
+        rows = torch.arange(h, device=x.device)[None, :] - d[0][:, None]  # source row of each output row
+        cols = torch.arange(w, device=x.device)[None, :] - d[1][:, None]
+        valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (N, H, W)
+        r = rows.clamp(0, h - 1)[:, :, None].expand(n, h, w)
+        c = cols.clamp(0, w - 1)[:, None, :].expand(n, h, w)
+        flat = (r * w + c).reshape(n, 1, h * w)
+        src = x.reshape(n, -1, h * w)
+        out = torch.gather(src, 2, flat.expand(n, src.shape[1], h * w)).reshape(x.shape)
+        mask = valid if x.ndim == 3 else valid[:, None]
+        return out * mask.to(x.dtype)
+
+    @property
+    def spec(self) -> str:
+        return f"shift:{self.px}"
+
+
+@dataclass(frozen=True)
+class ChainedCorruption(Corruption):
+    """Several corruptions applied left to right (``shift:2+mask:0.3``), one generator for all."""
+
+    parts: tuple[Corruption, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.parts) < 2 or not all(isinstance(c, Corruption) for c in self.parts):
+            raise ConfigError("a chained corruption needs two or more corruptions, e.g. 'shift:2+mask:0.3'")
+
+    def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        for c in self.parts:
+            x = c._apply(x, generator)
+        return x
+
+    @property
+    def spec(self) -> str:
+        return "+".join(c.spec for c in self.parts)
+
+
 CORRUPTIONS: dict[str, type[Corruption]] = {
-    cls.name: cls for cls in (SeedNoise, GaussianNoise, SaltPepperNoise, MaskNoise)
+    cls.name: cls for cls in (SeedNoise, GaussianNoise, SaltPepperNoise, MaskNoise, ShiftNoise)
 }
 
 
@@ -177,8 +250,9 @@ def parse_corruption(spec: str | Corruption | None) -> Corruption | None:
     ----------
     spec : str, Corruption or None
         ``None``, ``""`` or ``"none"`` for no corruption; ``"seed"`` (or ``"seed:SHIFT,STD"``),
-        ``"gaussian:STD"``, ``"saltpepper:P"``, ``"mask:P"``. Without a value the defaults
-        apply (gaussian 0.5, saltpepper 0.1, mask 0.3). A Corruption is returned unchanged.
+        ``"gaussian:STD"``, ``"saltpepper:P"``, ``"mask:P"``, ``"shift:PX"``, or several joined
+        by ``+`` (applied left to right). Without a value the defaults apply (gaussian 0.5,
+        saltpepper 0.1, mask 0.3, shift 2). A Corruption is returned unchanged.
 
     Returns
     -------
@@ -198,6 +272,11 @@ def parse_corruption(spec: str | Corruption | None) -> Corruption | None:
     text = spec.strip().lower()
     if text in ("", "none"):
         return None
+    if "+" in text:
+        pieces = [s.strip() for s in text.split("+")]
+        if any(s in ("", "none") for s in pieces):
+            raise ConfigError(f"{spec!r} has an empty or 'none' part; valid forms: {VALID_FORMS}")
+        return ChainedCorruption(tuple(parse_corruption(s) for s in pieces))
     kind, _, arg = text.partition(":")
     kind = kind.strip()
     if kind not in CORRUPTIONS:
