@@ -70,7 +70,9 @@ def train(
     latent_dim: int | None = typer.Option(None, help="code size (overrides the preset)"),
     preset: str | None = typer.Option(None, help="tutorial | hinton2006 (dense_ae) | tutorial | wide (conv_ae)"),
     denoise: str | None = typer.Option(
-        None, help="train as a denoiser: seed | gaussian:0.5 | saltpepper:0.1 | mask:0.3 | shift:2, or joined by + (shift:2+mask:0.3)"
+        None,
+        help="train as a denoiser: seed | gaussian:0.5 | saltpepper:0.1 | mask:0.3 | shift:2, "
+        "or several joined by + (shift:2+mask:0.3)",
     ),
     fixed_noise: bool = typer.Option(
         False, help="draw the noisy inputs once, as the tutorial (default: fresh each epoch)"
