@@ -113,6 +113,41 @@ def test_folder_ids_are_paths_and_add_refuses_duplicates(float_model, image_dir)
     assert s.size == 30
 
 
+def test_fit_on_a_dataset_name_records_where_images_came_from(float_model, digits, tmp_path):
+    from aekit.tasks.retrieval.sources import collection_labels
+
+    s = ImageSearch(float_model).fit("digits", n=300)  # the training split by default
+    assert s.size == 300 and s.collections_ == [
+        {"kind": "dataset", "name": "digits", "split": "train", "offset": 0, "count": 300}]
+    s.add("digits:test", n=50)  # integer ids continue after the first collection's
+    assert s.size == 350 and s.collections_[1]["offset"] == 300
+    ids, _ = s.query(digits.x_test[:3], k=1)
+    assert ids[:, 0].tolist() == [300, 301, 302]  # the test images themselves, found exactly
+    np.testing.assert_allclose(s.images(ids[:, 0]), digits.x_test[:3], atol=1e-6)
+    np.testing.assert_allclose(s.images([[5]])[0, 0], digits.x_train[5], atol=1e-6)
+    assert collection_labels(s, ids[:, 0]).tolist() == digits.y_test[:3].tolist()
+    back = aekit.load(s.save(tmp_path / "idx"))  # the record travels with the index
+    assert back.collections_ == s.collections_
+    np.testing.assert_allclose(back.images([301]), digits.x_test[1:2], atol=1e-6)
+
+
+def test_rgb_folder_for_a_colour_model(tmp_path):
+    aekit.seed_everything(0)
+    model = aekit.create_model("conv_ae", input_shape=(3, 16, 16), channels=(8,), latent_dim=8).eval()
+    rng = np.random.default_rng(0)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    for i in range(12):
+        img = np.zeros((20, 24, 3), np.uint8) + np.array(colours[i % 3], np.uint8)
+        img[rng.integers(0, 20, 30), rng.integers(0, 24, 30)] = 255
+        Image.fromarray(img).save(tmp_path / f"c{i:02d}.jpg" if i % 2 else tmp_path / f"c{i:02d}.png")
+    s = ImageSearch(model).fit(tmp_path)  # resized 20x24 -> 16x16, kept in colour
+    assert s.size == 12 and s.images([str(tmp_path / "c04.png")]).shape == (1, 3, 16, 16)
+    ids, dist = s.query(tmp_path / "c04.png", k=1)
+    assert Path(ids[0, 0]).name == "c04.png" and dist[0, 0] < 1e-4
+    with pytest.raises(DataError, match=r"\(3, 16, 16\)"):
+        s.query(np.zeros((1, 1, 16, 16), np.float32), k=1)  # a grey array for a colour model: clear error
+
+
 def test_bad_inputs(float_model, digits, tmp_path):
     s = ImageSearch(float_model).fit(digits.x_train[:50])
     with pytest.raises(DataError, match="resize"):

@@ -10,80 +10,12 @@ import numpy as np
 import typer
 
 from .._utils import atomic_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from ..tasks.retrieval.sources import NAMED, collection_images, is_dataset, read_images  # noqa: F401
 
 index_app = typer.Typer(no_args_is_help=True, help="Build and grow image-search indexes over autoencoder codes.")
-NAMED = ("digits", "mnist", "fashion-mnist")
-
-
-def _is_dataset(spec: str) -> bool:
-    return spec.split(":")[0] in NAMED and not Path(spec).exists()
-
-
-def read_images(spec: str, input_shape: tuple[int, ...], *, split: str = "train", n: int | None = None):
-    """Images for the CLI: a named data set (``mnist``, ``mnist:test``), a folder, an image, or ``.npy``.
-
-    Returns (images, ids, labels, collection) where ``collection`` records where the images came
-    from (to show neighbours in figures later).
-    """
-    from ..data import load_dataset
-    from ..tasks.retrieval.search import as_image_batch
-
-    if _is_dataset(spec):
-        name, _, which = spec.partition(":")
-        which = which or split
-        if which not in ("train", "test"):
-            raise ConfigError(f"{spec!r}: use NAME, NAME:train or NAME:test")
-        ds = load_dataset(name)
-        x = ds.x_train if which == "train" else ds.x_test
-        y = ds.y_train if which == "train" else ds.y_test
-        if n is not None:
-            x, y = x[:n], (None if y is None else y[:n])
-        x, _ = as_image_batch(x, input_shape)
-        return x, np.arange(len(x)), y, {"kind": "dataset", "name": name, "split": which}
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"{spec} is neither an existing file or folder nor a data set name ({', '.join(NAMED)})")
-    x, names = as_image_batch(path, input_shape)
-    if n is not None:
-        x, names = x[:n], (None if names is None else names[:n])
-    files = path.is_dir() or path.suffix.lower() not in (".npy", ".npz")  # a folder or one image file
-    ids = names if names is not None and files else np.arange(len(x))
-    return x, ids, None, {"kind": "files" if files else "array", "name": str(path.resolve())}
-
-
-def collection_images(search, ids: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """The stored images behind ``ids`` (for figures): from the data set or files the index came from."""
-    from ..data import load_dataset
-    from ..tasks.retrieval.search import as_image_batch
-
-    flat = np.asarray(ids).ravel()
-    out = np.zeros((len(flat), *input_shape), np.float32)  # blank where an image cannot be found
-    cache: dict[tuple[str, str], np.ndarray] = {}
-    for src in getattr(search, "collections_", []):
-        if src.get("offset") is None or not np.issubdtype(flat.dtype, np.integer):
-            continue
-        local = flat - src["offset"]
-        hit = (local >= 0) & (local < src["count"])
-        if not hit.any():
-            continue
-        if src["kind"] == "dataset":
-            key = (src["name"], src["split"])
-            if key not in cache:
-                ds = load_dataset(src["name"])
-                cache[key] = ds.x_train if src["split"] == "train" else ds.x_test
-            out[hit] = as_image_batch(cache[key][local[hit]], input_shape)[0]
-        elif Path(src["name"]).is_file():
-            arr = as_image_batch(Path(src["name"]), input_shape)[0]
-            out[hit] = arr[local[hit]]
-    for i, item in enumerate(flat):
-        p = Path(str(item))
-        if isinstance(item, str) and p.is_file():
-            try:
-                out[i] = as_image_batch(p, input_shape)[0][0]
-            except Exception:  # noqa: BLE001 - a file gone or changed since indexing: shown blank
-                pass
-    return out.reshape(*np.shape(ids), *input_shape)
+# the readers moved into the library (aekit.tasks.retrieval.sources); these names stay for old imports
+_is_dataset = is_dataset
 
 
 @index_app.command("build")
@@ -112,10 +44,7 @@ def build_cmd(
             f"`aekit train --latent-dim {bits} --binary-code` (a sigmoid code trained with noise)"
         )
     t0 = time.perf_counter()
-    x, ids, _, collection = read_images(images, search.model_.input_shape, n=n)
-    search.fit(x, ids)
-    collection.update(offset=0 if not isinstance(ids, list) else None, count=len(x))
-    search.collections_ = [collection]
+    search.fit(images, n=n)
     search.save(out, overwrite=overwrite)
     console.print(
         f"indexed {search.size:,} images from {images} in {time.perf_counter() - t0:.1f} s: {search.code_dim_}"
@@ -137,12 +66,8 @@ def add_cmd(
     search = _load_index(index_dir)
     if model is not None:
         search.check_encoder(model)
-    x, ids, _, collection = read_images(images, search.model_.input_shape, n=n)
     before = search.size
-    integer_ids = not isinstance(ids, list)
-    search.add(x, None if integer_ids else ids)  # integer ids continue after the collection's
-    collection.update(offset=before if integer_ids else None, count=len(x))
-    search.collections_ = [*getattr(search, "collections_", []), collection]
+    search.add(images, n=n)  # integer ids continue after the collection's
     search.save(index_dir, overwrite=True)
     console.print(f"added {search.size - before:,} images to {index_dir} ({search.size:,} in all)")
 
@@ -183,7 +108,7 @@ def search_cmd(
                   f"{search.size:,} images)")
     if out is not None:
         m = min(n, len(x))
-        neigh = collection_images(search, ids[:m], shape)
+        neigh = search.images(ids[:m])
         tiles = np.concatenate([x[:m, None], neigh], axis=1).reshape(m * (ids.shape[1] + 1), *shape)
         captions = []
         for i in range(m):

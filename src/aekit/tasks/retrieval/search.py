@@ -186,20 +186,44 @@ class ImageSearch:
             raise ModelFileError(f"this {type(self).__name__} has no collection yet; call fit(images) first")
 
     # -- building --------------------------------------------------------------------------------
-    def fit(self, images: Any, ids: Sequence | np.ndarray | None = None) -> ImageSearch:
-        """Encode ``images`` and build a new index over them. ``ids`` default to file paths or 0..n-1."""
-        self._setup()
-        x, names = as_image_batch(images, self.model_.input_shape)
-        self.index_ = VectorIndex(self.code_dim_, metric=self.metric, kind=self.index)
-        self.index_.add(self._codes(x), ids if ids is not None else names)
-        return self
+    def fit(self, images: Any, ids: Sequence | np.ndarray | None = None, *, n: int | None = None) -> ImageSearch:
+        """Encode ``images`` and build a new index over them.
 
-    def add(self, images: Any, ids: Sequence | np.ndarray | None = None) -> ImageSearch:
+        ``images``: an array (uint8 or floats in [0, 1], the model's size), a folder or image file
+        (resized and converted to the model's channels), ``.npy``/``.npz``, or a data set name
+        (``"mnist"``, ``"fashion-mnist:test"``; the training split by default). ``ids`` default to
+        file paths for image files and 0..n-1 otherwise; ``n`` keeps the first n images. Where the
+        images came from is recorded (``collections_``) so results can be shown later.
+        """
+        self._setup()
+        self.index_ = VectorIndex(self.code_dim_, metric=self.metric, kind=self.index)
+        self.collections_ = []
+        return self._add(images, ids, n)
+
+    def add(self, images: Any, ids: Sequence | np.ndarray | None = None, *, n: int | None = None) -> ImageSearch:
         """Add images to the collection (ids must be new; file paths or continuing integers by default)."""
         self._check_fitted()
-        x, names = as_image_batch(images, self.model_.input_shape)
-        self.index_.add(self._codes(x), ids if ids is not None else names)
+        return self._add(images, ids, n)
+
+    def _add(self, images: Any, ids: Any, n: int | None) -> ImageSearch:
+        from .sources import read_images
+
+        x, auto_ids, _, collection = read_images(images, self.model_.input_shape, n=n)
+        before = self.size
+        paths = isinstance(auto_ids, list)
+        self.index_.add(self._codes(x), ids if ids is not None else (auto_ids if paths else None))
+        if collection is not None and ids is None:  # integer ids continue after the collection's
+            collection.update(offset=None if paths else before, count=len(x))
+            self.collections_ = [*getattr(self, "collections_", []), collection]
         return self
+
+    def images(self, ids: Any) -> np.ndarray:
+        """The stored images behind search results ``ids`` (any shape), read back from the data sets
+        or files the collection was built from; blank (zeros) where an image is gone."""
+        from .sources import collection_images
+
+        self._check_fitted()
+        return collection_images(self, ids, self.model_.input_shape)
 
     def query(self, images: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest images of each query: (ids (n, k), distances (n, k)), nearest first.
