@@ -57,3 +57,14 @@ class TrainingDivergedError(AekitError, FloatingPointError):
 
 class NotFittedError(AekitError, _SkNotFittedError):
     """An estimator method was called before fit()."""
+
+
+class ExportParityError(AekitError):
+    """An exported model's outputs differ from PyTorch's beyond the tolerance; nothing was written.
+
+    ``report`` (an :class:`aekit.deploy.ExportReport`, when the check ran) holds each output's difference.
+    """
+
+    def __init__(self, message: str, *, report=None) -> None:
+        super().__init__(message)
+        self.report = report
