@@ -299,13 +299,17 @@ def demo(
 
 def _register_subcommands() -> None:
     from .detect import detect_app
+    from .export import export_cmd
     from .retrieval import embed_cmd, index_app, map_cmd, search_cmd
+    from .serve import serve_cmd
 
     app.add_typer(detect_app, name="detect")
     app.add_typer(index_app, name="index")
     app.command("search")(search_cmd)
     app.command("embed")(embed_cmd)
     app.command("map")(map_cmd)
+    app.command("export")(export_cmd)
+    app.command("serve")(serve_cmd)
 
 
 _register_subcommands()
