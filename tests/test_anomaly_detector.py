@@ -223,3 +223,18 @@ def test_small_holdout_calibrates_with_the_training_samples_too(fitted):
     x, _ = make_table(1500, 0)
     det = AnomalyDetector(threshold="fpr:0.1", steps=50, threads=1).fit(x)
     assert det.threshold_.details["calibrated_on"] == "held-out samples"
+
+
+def test_image_detector_does_not_collapse_to_a_blank_output():
+    """The default conv detector on [0, 1] images trains with cross-entropy: with MSE and a
+    sigmoid output it saturated to all-black reconstructions on MNIST (mean output 7e-5)."""
+    from aekit.data import load_dataset
+
+    ds = load_dataset("mnist")
+    x = ds.x_train[:2000]
+    det = AnomalyDetector(steps=150).fit(x)
+    assert det.model_.config.loss == "bce" and det.model_.config.output == "sigmoid"
+    rec = det.reconstruct(ds.x_test[:100])
+    assert rec.mean() > 0.5 * ds.x_test[:100].mean()  # ink where the digits are, not a blank page
+    err = ((rec - ds.x_test[:100]) ** 2).reshape(100, -1).sum(1).mean()
+    assert err < 40  # blank output scores ~75 per image
