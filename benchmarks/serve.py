@@ -192,6 +192,39 @@ async def load(port: int, path: str, bodies: list[bytes], n: int, concurrency: i
             "max_ms": float(ms.max()), "first_error": first_error}
 
 
+def onnx_vs_torch(det_dir: Path, queries: np.ndarray, threads: int, seconds: float) -> list[dict[str, Any]]:
+    """The served detector's scoring in PyTorch (``anomaly_score``, what the service runs) and in ONNX
+    Runtime (the graph ``aekit export`` writes, parity-checked), batch 1 and 256, same inputs."""
+    import onnxruntime as ort
+    import torch
+
+    import aekit
+    from aekit.deploy import export_onnx
+    from onnx_throughput import _time_calls
+
+    det = aekit.load(det_dir)
+    report = export_onnx(det, det_dir.parent / "detector.onnx", overwrite=True)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(report.path, opts, providers=["CPUExecutionProvider"])
+    torch.set_num_threads(threads)
+    x = np.ascontiguousarray(np.resize(queries, (256, *queries.shape[1:])), dtype=np.float32)
+    rows = []
+    for batch in (1, 256):
+        xb = x[:batch]
+        fns = {"pytorch (anomaly_score)": lambda a=xb: det.anomaly_score(a),
+               "onnxruntime": lambda a=xb: sess.run(["score"], {"input": a})}
+        for runtime, fn in fns.items():
+            sec = _time_calls(fn, seconds, min_reps=20)
+            rows.append({"runtime": runtime, "threads": threads, "batch": batch, "ms_per_call": 1e3 * sec,
+                         "samples_per_s": batch / sec, "max_abs_diff_score": report.max_abs_diff.get("score")})
+    for batch in (1, 256):
+        pt, ox = (next(r for r in rows if r["batch"] == batch and r["runtime"] == k)
+                  for k in ("pytorch (anomaly_score)", "onnxruntime"))
+        ox["speedup"] = pt["ms_per_call"] / ox["ms_per_call"]
+    return rows
+
+
 def stats(url: str) -> dict[str, Any]:
     import httpx
 
@@ -213,6 +246,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="500 requests per cell")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--out", default="serve")
+    ap.add_argument("--no-onnx", dest="onnx", action="store_false",
+                    help="skip timing the same detector in ONNX Runtime against PyTorch")
     args = ap.parse_args()
     if args.quick:
         args.requests, args.warmup = min(args.requests, 500), min(args.warmup, 50)
@@ -270,11 +305,17 @@ def main() -> None:
     total_errors = sum(r["errors"] for r in rows)
     print(f"errors over all {sum(r['requests'] for r in rows):,} requests: {total_errors}; load average at the "
           f"end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs share this machine)")
+    onnx_rows: list[dict[str, Any]] = []
+    if args.onnx:
+        onnx_rows = onnx_vs_torch(Path(built["detector"]), q, args.server_threads, 0.3 if args.quick else 1.5)
+        _common.print_table(onnx_rows, ["runtime", "threads", "batch", "ms_per_call", "samples_per_s", "speedup"],
+                            ["runtime", "threads", "batch", "ms/call", "samples/s", "ONNX speed-up"],
+                            title="the served detector's score: PyTorch vs ONNX Runtime (aekit export), same inputs")
     payload = {"benchmark": "serve", "command": _common.command_line(), "env": _common.env_info(),
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "model": {"kind": "anomaly_detector", "model": "conv_ae tutorial", "n_params": built["n_params"],
                          "dataset": "mnist", "n_train": args.n_train, "index_size": args.n_index},
-               "target": target, "rows": rows}
+               "target": target, "rows": rows, "onnx_vs_pytorch": onnx_rows}
     path = _common.write_json(args.out, payload, _common.results_dir(args))
     print(f"JSON: {path}")
     tmp.cleanup()
