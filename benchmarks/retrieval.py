@@ -53,6 +53,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 
 import aekit  # noqa: E402
 from aekit.data import load_dataset, parse_corruption  # noqa: E402
+from aekit.models.conv import ConvAE  # noqa: E402
 from aekit.tasks.retrieval.metrics import knn_search, retrieval_report  # noqa: E402
 from aekit.training import reconstruction_metrics  # noqa: E402
 from aekit.viz import image_strip  # noqa: E402
@@ -64,16 +65,28 @@ MAP_MARGIN = 0.05  # AE-32 must beat PCA-32 by this much mAP
 # ----------------------------------------------------------------------------- representations
 
 
+def as_input(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
+    """``x`` shaped for ``model``: conv models take (N, C, H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.reshape(len(t), *model.input_shape) if isinstance(model, ConvAE) else t
+
+
 def train_ae(x_train: np.ndarray, *, latent_dim: int, code_activation: str, code_noise: float, args,
-             label: str, denoise: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The hinton2006 architecture with a ``latent_dim`` code, trained on ``x_train`` (to undo
-    the corruption ``denoise`` when given: a denoising autoencoder, targets clean)."""
+             label: str, denoise: str | None = None, arch: str = "dense") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """An autoencoder with a ``latent_dim`` code trained on ``x_train`` (to undo the corruption
+    ``denoise`` when given: a denoising autoencoder, targets clean). ``arch`` "dense": the hinton2006
+    784-1000-500-250-code net (ELU); "conv": ``conv_ae`` preset ``wide`` (32 and 64 3x3 filters, each
+    followed by a 2x2 max-pool) with a dense ``latent_dim`` bottleneck."""
     aekit.seed_everything(args.seed)
-    opts = dict(input_shape=tuple(x_train.shape[1:]), latent_dim=latent_dim, activation="elu",
-                code_activation=code_activation, output="sigmoid", loss="bce")
+    opts = dict(latent_dim=latent_dim, code_activation=code_activation, output="sigmoid", loss="bce")
     if code_noise:
         opts["code_noise"] = code_noise
-    model = aekit.create_model("dense_ae", "hinton2006", **opts)
+    if arch == "conv":
+        shape = tuple(x_train.shape[1:]) if x_train.ndim == 4 else (1, *x_train.shape[1:])
+        model = aekit.create_model("conv_ae", "wide", input_shape=shape, **opts)
+    else:
+        model = aekit.create_model("dense_ae", "hinton2006", input_shape=tuple(x_train.shape[1:]),
+                                   activation="elu", **opts)
     cfg = aekit.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             threads=args.threads, progress=False)
 
@@ -83,12 +96,12 @@ def train_ae(x_train: np.ndarray, *, latent_dim: int, code_activation: str, code
 
     t = time.perf_counter()
     corruption = parse_corruption(denoise)
-    hist = aekit.Trainer(cfg, callbacks=[log], corruption=corruption).fit(
-        model, torch.from_numpy(np.ascontiguousarray(x_train)))
+    hist = aekit.Trainer(cfg, callbacks=[log], corruption=corruption).fit(model, as_input(model, x_train))
     info = {"label": label, "latent_dim": latent_dim, "code_activation": code_activation, "code_noise": code_noise,
-            "denoise": corruption.spec if corruption else None,
+            "denoise": corruption.spec if corruption else None, "arch": arch,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam",
-            "activation": "elu", "loss": "bce", "hidden": list(model.config.hidden),
+            "loss": "bce", "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                      for k, v in vars(model.config).items()},
             "params": sum(p.numel() for p in model.parameters()),
             "train_seconds": time.perf_counter() - t, "samples_per_s": hist.steady_samples_per_s(),
             "final_train_loss": hist.records[-1]["train_loss"]}
@@ -100,7 +113,7 @@ def train_ae(x_train: np.ndarray, *, latent_dim: int, code_activation: str, code
 def encode(model: torch.nn.Module, x: np.ndarray, batch: int = 2048) -> tuple[np.ndarray, float]:
     model.eval()
     t = time.perf_counter()
-    out = [model.encode(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).float().numpy()
+    out = [model.encode(as_input(model, x[i:i + batch])).reshape(len(x[i:i + batch]), -1).float().numpy()
            for i in range(0, len(x), batch)]
     return np.concatenate(out), time.perf_counter() - t
 
@@ -171,15 +184,14 @@ def run_dataset(name: str, args) -> dict[str, Any]:
         explained_variance=float(pca.explained_variance_ratio_.sum()))
     add(f"PCA-{args.latent_dim}, cosine", "float", p_te, p_tr, "cosine", pca_seconds)
 
-    variants = [("plain", None)] if args.plain else []
-    if args.denoise:
-        variants.append(("ours", args.denoise))
+    variants = [("dense, plain", "dense", None)] if args.plain else []
+    variants.append((f"{args.arch}, ours", args.arch, args.denoise or None))
     float_row = None
-    for tag, denoise in variants:
+    for tag, arch, denoise in variants:
         what = f"AE-{args.latent_dim} ({tag}{', ' + denoise if denoise else ''})"
         model, info = train_ae(x_tr, latent_dim=args.latent_dim, code_activation="linear", code_noise=0.0,
-                               args=args, label=f"{name} {what}", denoise=denoise)
-        info["test_sq_err_per_image"] = reconstruction_metrics(model, x_te)["sq_err_per_image"]
+                               args=args, label=f"{name} {what}", denoise=denoise, arch=arch)
+        info["test_sq_err_per_image"] = reconstruction_metrics(model, as_input(model, x_te).numpy())["sq_err_per_image"]
         z_tr, s_tr = encode(model, x_tr)
         z_te, s_te = encode(model, x_te)
         info["encode_seconds_db"], info["encode_seconds_queries"] = s_tr, s_te
@@ -193,8 +205,9 @@ def run_dataset(name: str, args) -> dict[str, Any]:
 
     for bits in args.bits:
         model, info = train_ae(x_tr, latent_dim=bits, code_activation="sigmoid", code_noise=args.code_noise,
-                               args=args, label=f"{name} AE-{bits}bit", denoise=args.denoise or None)
-        info["test_sq_err_per_image"] = reconstruction_metrics(model, x_te)["sq_err_per_image"]
+                               args=args, label=f"{name} AE-{bits}bit", denoise=args.denoise or None,
+                               arch=args.arch)
+        info["test_sq_err_per_image"] = reconstruction_metrics(model, as_input(model, x_te).numpy())["sq_err_per_image"]
         c_tr, s_tr = encode(model, x_tr)
         c_te, s_te = encode(model, x_te)
         info["encode_seconds_db"], info["encode_seconds_queries"] = s_tr, s_te
@@ -275,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--denoise", default="shift:2+mask:0.3",
                     help="corruption our autoencoders learn to undo (float and binary codes); '' for none")
     ap.add_argument("--no-plain", dest="plain", action="store_false",
-                    help="skip the plain (no corruption) AE-32 reference row")
+                    help="skip the plain (dense, no corruption) AE-32 reference row")
+    ap.add_argument("--arch", choices=("dense", "conv"), default="conv",
+                    help="our autoencoders (float and binary codes): dense hinton2006 or conv_ae wide")
     ap.add_argument("--itq-iters", type=int, default=50, help="ITQ rotation steps (0: skip ITQ)")
     ap.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
     ap.add_argument("--n-db", type=int, default=None, help="first N training images as the database")
@@ -289,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures-dir", default=None, help="default <results dir>/figures")
     ap.add_argument("--out", default="retrieval", help="results/<OUT>.json (default retrieval)")
     args = ap.parse_args(argv)
-    if not args.plain and not args.denoise:
-        ap.error("--no-plain with --denoise '' leaves no autoencoder to measure")
     if args.quick:
         args.n_db = min(args.n_db or 5000, 5000)
         args.n_queries = min(args.n_queries or 1000, 1000)
