@@ -11,13 +11,13 @@ from . import errors  # noqa: E402
 from ._utils import seed_everything  # noqa: E402
 from .io import load, save  # noqa: E402
 from .models import create_model, list_models, list_presets  # noqa: E402
-from .tasks import Denoiser, Embedder  # noqa: E402
+from .tasks import Denoiser, Embedder, PretrainedClassifier, pretrain  # noqa: E402
 from .tasks.anomaly import AnomalyDetector, SeriesAnomalyDetector  # noqa: E402
 from .tasks.retrieval import ImageSearch  # noqa: E402
 from .training import History, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
-    "AnomalyDetector", "ImageSearch", "SeriesAnomalyDetector",
+    "AnomalyDetector", "ImageSearch", "PretrainedClassifier", "SeriesAnomalyDetector", "pretrain",
     "Denoiser", "Embedder", "History", "TrainConfig", "Trainer", "__version__", "create_model",
     "errors", "list_models", "list_presets", "load", "save", "seed_everything",
 ]

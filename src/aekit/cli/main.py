@@ -300,6 +300,7 @@ def demo(
 def _register_subcommands() -> None:
     from .detect import detect_app
     from .export import export_cmd
+    from .pretrain import register as register_pretrain
     from .retrieval import embed_cmd, index_app, map_cmd, search_cmd
     from .serve import serve_cmd
 
@@ -310,6 +311,7 @@ def _register_subcommands() -> None:
     app.command("map")(map_cmd)
     app.command("export")(export_cmd)
     app.command("serve")(serve_cmd)
+    register_pretrain(app)
 
 
 _register_subcommands()

@@ -2,6 +2,19 @@
 
 from .anomaly import AnomalyDetector, SeriesAnomalyDetector
 from .embedder import Denoiser, Embedder
+from .pretraining import (
+    FrozenEncoder,
+    PretrainedClassifier,
+    PretrainResult,
+    compare_pretraining,
+    draw_labelled,
+    frozen_code_classifier,
+    pretrain,
+)
 from .retrieval import ImageSearch
 
-__all__ = ["AnomalyDetector", "Denoiser", "Embedder", "ImageSearch", "SeriesAnomalyDetector"]
+__all__ = [
+    "AnomalyDetector", "Denoiser", "Embedder", "FrozenEncoder", "ImageSearch", "PretrainResult",
+    "PretrainedClassifier", "SeriesAnomalyDetector", "compare_pretraining", "draw_labelled",
+    "frozen_code_classifier", "pretrain",
+]
