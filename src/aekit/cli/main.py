@@ -302,6 +302,7 @@ def _register_subcommands() -> None:
     from .export import export_cmd
     from .pretrain import register as register_pretrain
     from .retrieval import embed_cmd, index_app, map_cmd, search_cmd
+    from .segment import register as register_segment
     from .serve import serve_cmd
 
     app.add_typer(detect_app, name="detect")
@@ -312,6 +313,7 @@ def _register_subcommands() -> None:
     app.command("export")(export_cmd)
     app.command("serve")(serve_cmd)
     register_pretrain(app)
+    register_segment(app)
 
 
 _register_subcommands()

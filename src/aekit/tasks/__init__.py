@@ -12,9 +12,10 @@ from .pretraining import (
     pretrain,
 )
 from .retrieval import ImageSearch
+from .segmentation import Segmenter
 
 __all__ = [
     "AnomalyDetector", "Denoiser", "Embedder", "FrozenEncoder", "ImageSearch", "PretrainResult",
-    "PretrainedClassifier", "SeriesAnomalyDetector", "compare_pretraining", "draw_labelled",
+    "PretrainedClassifier", "Segmenter", "SeriesAnomalyDetector", "compare_pretraining", "draw_labelled",
     "frozen_code_classifier", "pretrain",
 ]
