@@ -55,7 +55,7 @@ def _edit(path, fn):
     "tamper,match",
     [
         (lambda d: d["model_config"].update(channels=[4, 4]), "do not fit"),
-        (lambda d: d.update(kind="segmenter"), "unknown kind"),
+        (lambda d: d.update(kind="hologram_maker"), "unknown kind"),
         (lambda d: d.update(model_name="vae_xl"), "unknown model"),
         (lambda d: d.update(format_version=99), "upgrade aekit"),
         (lambda d: d.update(format="keras"), "not an aekit file"),
