@@ -191,3 +191,16 @@ def test_channels_last_and_bf16_paths_run(digits):
     t = Trainer(_cfg(epochs=1, channels_last=True, precision="bf16"))
     h = t.fit(conv, xs)
     assert t.precision == "bf16" and t.channels_last and np.isfinite(h[-1]["train_loss"])
+
+
+def test_inference_runs_conv_nets_channels_last_with_the_same_numbers(x):
+    from aekit.training.metrics import reconstruct_batches
+
+    seed_everything(0)
+    model = create_model("conv_ae", input_shape=(1, 8, 8), channels=(8, 4)).eval()
+    with torch.no_grad():
+        expected = model.reconstruct(x[:100]).numpy()  # NCHW, the way the model was built
+    got = reconstruct_batches(model, x[:100].numpy(), batch_size=32)
+    assert got.shape == expected.shape and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert model.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
