@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from threadpoolctl import threadpool_limits
 
 import aekit
+from _cli_helpers import run_cli
 from aekit.cli import main as cli_main
 from aekit.cli.main import main
 from aekit.errors import ModelFileError
@@ -39,12 +40,6 @@ METRIC_KEYS = (
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out + cap.err
-
-
 def assert_fails(capsys, argv, *words) -> str:
     """Exit code 2, exactly one error line holding every word (case-insensitive), no traceback."""
     code, text = run_cli(capsys, *argv)

@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 
 import aekit
+from _cli_helpers import assert_fails, run_cli
 from aekit.cli.main import console
 from aekit.cli.main import main as cli_main
 
 SMALL = ["--steps", "120", "--threads", "1", "--quiet", "--window", "24", "--smooth", "1", "--min-event-gap", "0"]
 
 
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = cli_main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out + cap.err
-
-
-def assert_fails(capsys, argv, *words) -> str:
-    code, text = run_cli(capsys, *argv)
-    assert code == 2, f"exit code {code}:\n{text}"
-    assert "Traceback" not in text, text
-    flat = " ".join(text.split()).lower()
-    for word in words:
-        assert word.lower() in flat, f"{word!r} not in {text!r}"
-    return text
 
 
 def write_series(path: Path, n: int, seed: int, *, fault_at: int | None = None, label: bool = False) -> Path:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import aekit
+from _cli_helpers import assert_fails, run_cli
 from aekit.cli.main import console
 from aekit.cli.main import main as cli_main
 from aekit.cli.runs import RunSpec, train_run
@@ -272,20 +273,6 @@ def wide_console(monkeypatch):
     monkeypatch.setattr(console, "width", 200)
 
 
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = cli_main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out + cap.err
-
-
-def assert_fails(capsys, argv, *words) -> str:
-    code, text = run_cli(capsys, *argv)
-    assert code == 2, f"exit code {code}:\n{text}"
-    assert "Traceback" not in text, text
-    flat = " ".join(text.split()).lower()
-    for word in words:
-        assert word.lower() in flat, f"{word!r} not in {text!r}"
-    return text
 
 
 @pytest.fixture(scope="module")

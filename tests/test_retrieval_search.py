@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 import aekit
+from _cli_helpers import run_cli
 from aekit.cli.main import console
-from aekit.cli.main import main as cli_main
 from aekit.errors import AekitError, DataError, ModelFileError
 from aekit.tasks.retrieval.search import ImageSearch
 
@@ -174,10 +174,6 @@ def _tiny_odd_code_model():
 
 
 # -- command line -----------------------------------------------------------------------------------
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = cli_main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out + cap.err
 
 
 @pytest.fixture(autouse=True)

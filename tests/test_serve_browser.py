@@ -17,16 +17,14 @@ The README's screenshot is taken with the same code, once, not on every run::
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import re
 import socket
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -145,25 +143,22 @@ def serving(app):
         sock.close()
 
 
+def _local(url: str) -> str:
+    assert url.startswith("http://127.0.0.1:"), f"tests only talk to their own server, not {url}"
+    return url
+
+
 def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
+    r = httpx.get(_local(url), timeout=30)
+    r.raise_for_status()
+    return r.json()
 
 
 def post_file(url: str, path: Path, **fields: str):
     """A multipart upload (the page's way of sending a file), for comparing the page with the API."""
-    boundary = "aekit-test-boundary"
-    body = io.BytesIO()
-    for k, v in fields.items():
-        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
-    body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-               f"Content-Type: application/octet-stream\r\n\r\n".encode())
-    body.write(path.read_bytes())
-    body.write(f"\r\n--{boundary}--\r\n".encode())
-    req = urllib.request.Request(url, data=body.getvalue(), method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    r = httpx.post(_local(url), data=fields, files={"file": (path.name, path.read_bytes())}, timeout=30)
+    r.raise_for_status()
+    return r.json()
 
 
 def launch(p):
