@@ -77,6 +77,15 @@ def test_fit_writes_a_complete_run_folder(series_run):
     assert isinstance(det, aekit.SeriesAnomalyDetector) and det.columns_ == ["temp", "vibration"]
 
 
+def test_fit_records_the_data_path_absolute(tmp_path, monkeypatch):
+    """A run fitted on a relative path still finds its data from elsewhere (export, serve)."""
+    monkeypatch.chdir(tmp_path)
+    write_series(tmp_path / "train.csv", 400, 0)
+    assert cli_main(["detect", "fit", "--data", "train.csv", "--out", "run", *SMALL]) == 0
+    doc = json.loads((tmp_path / "run" / "aekit.json").read_text())
+    assert doc["data"]["source"] == str(tmp_path.resolve() / "train.csv")
+
+
 def test_score_finds_the_fault_and_writes_csv_figure_summary(series_run, capsys, tmp_path):
     data = write_series(tmp_path / "new.csv", 600, 1, fault_at=400)
     out = tmp_path / "scores.csv"

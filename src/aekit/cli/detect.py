@@ -367,7 +367,9 @@ def fit_cmd(
         "events": summary.get("events", [])[:1000],
     }
     with staged_dir(out, overwrite=overwrite) as tmp:
-        write_dir(tmp, det, extra={"data": {"source": str(data), "kind": d.kind, "columns": d.columns}})
+        # absolute, so export / serve find the data from any working directory
+        write_dir(tmp, det, extra={"data": {"source": str(Path(data).resolve()), "kind": d.kind,
+                                            "columns": d.columns}})
         write_json(tmp / "metrics.json", metrics)
         _write_history(tmp / "history.csv", det.history_)
         if det.history_:
