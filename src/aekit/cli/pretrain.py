@@ -33,6 +33,7 @@ class PretrainSpec:
 
     dataset: str = "mnist"
     preset: str | None = "hinton2006"  # dense_ae preset: 784-1000-500-250-30, ELU, linear code
+    model: str = "dense_ae"  # or conv_ae (end_to_end only), e.g. preset "wide" with latent_dim 64
     hidden: tuple[int, ...] | None = None  # overrides the preset's encoder widths
     latent_dim: int | None = None
     activation: str | None = None
@@ -69,13 +70,23 @@ def _build(spec: PretrainSpec, input_shape: tuple[int, ...]):
     from .._utils import seed_everything
     from ..models import build_config, model_class
 
-    config = build_config("dense_ae", spec.preset, input_shape=tuple(input_shape),
-                          hidden=tuple(spec.hidden) if spec.hidden else None, latent_dim=spec.latent_dim,
-                          activation=spec.activation, tied=spec.tied or None)
+    if spec.model == "dense_ae":
+        config = build_config("dense_ae", spec.preset, input_shape=tuple(input_shape),
+                              hidden=tuple(spec.hidden) if spec.hidden else None, latent_dim=spec.latent_dim,
+                              activation=spec.activation, tied=spec.tied or None)
+    else:
+        dense_only = [f for f, v in (("--hidden", spec.hidden), ("--tied", spec.tied)) if v]
+        if dense_only:
+            raise ConfigError(f"{', '.join(dense_only)} only apply to --model dense_ae, not {spec.model}")
+        if spec.strategy == "greedy":
+            raise ConfigError(f"greedy layer-wise pretraining stacks dense layers; use --strategy end_to_end "
+                              f"with --model {spec.model}")
+        config = build_config(spec.model, spec.preset, input_shape=tuple(input_shape), latent_dim=spec.latent_dim,
+                              activation=spec.activation)
     seed_everything(spec.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the over-complete first layer is intended
-        return model_class("dense_ae")(config)
+        return model_class(spec.model)(config)
 
 
 def _run_doc(spec: PretrainSpec, ds) -> dict[str, Any]:
@@ -83,7 +94,7 @@ def _run_doc(spec: PretrainSpec, ds) -> dict[str, Any]:
     from .. import __version__
     from .runs import RunSpec
 
-    run_spec = RunSpec(model="dense_ae", dataset=spec.dataset, preset=spec.preset, latent_dim=spec.latent_dim,
+    run_spec = RunSpec(model=spec.model, dataset=spec.dataset, preset=spec.preset, latent_dim=spec.latent_dim,
                        epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                        denoise=spec.denoise, sparsity=spec.sparsity, binarize=spec.binarize, seed=spec.seed,
                        threads=spec.threads, device=spec.device, val_fraction=0.0, n_train=spec.n_train,
@@ -167,7 +178,7 @@ def pretrain_run(spec: PretrainSpec, out: str | Path, *, overwrite: bool = False
 
         last = [dict(r, epoch=i + 1) for i, r in enumerate(records) if r["stage"] == records[-1]["stage"]]
         write_figures(out, model, data, last, run_spec)
-        if len(model.input_shape) >= 2:
+        if len(model.input_shape) >= 2 and spec.model == "dense_ae":
             filter_grid(model.enc[0].weight, out / "filters.png", image_shape=model.input_shape[-2:],
                         title=f"{spec.strategy} pretraining on {spec.dataset}: first-layer filters "
                               f"(100 of {model.enc[0].out_features})")
@@ -223,9 +234,13 @@ def _run_dataset(doc: dict[str, Any]) -> tuple[str | None, float | None]:
 def finetune_run(
     run: str | Path, out: str | Path, *, n_labels: int, seed: int = 0, scratch: bool = False,
     dataset: str | None = None, label_file: str | Path | None = None, overwrite: bool = False,
-    baselines: bool = True, classifier_options: dict[str, Any] | None = None,
+    baselines: bool = True, classifier_options: dict[str, Any] | None = None, pseudo_label: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune the encoder of run ``run`` on ``n_labels`` class-balanced labels into folder ``out``."""
+    """Fine-tune the encoder of run ``run`` on ``n_labels`` class-balanced labels into folder ``out``.
+
+    ``pseudo_label``: then also learn from the training images not drawn as labelled, by
+    confident pseudo-labels (``PretrainedClassifier.fit(X_unlabelled=...)``).
+    """
     from ..io import load
     from ..io.persistence import read_meta, staged_dir, write_dir
     from ..tasks.pretraining import PretrainedClassifier, draw_labelled, frozen_code_classifier
@@ -255,11 +270,13 @@ def finetune_run(
     idx = draw_labelled(y, n_labels, seed=seed)
     t0 = time.perf_counter()
     clf = PretrainedClassifier(ae, from_scratch=scratch, seed=seed, **(classifier_options or {}))
-    clf.fit(ds.x_train[idx], y[idx])
+    unlabelled = np.delete(ds.x_train, idx, axis=0) if pseudo_label else None
+    clf.fit(ds.x_train[idx], y[idx], X_unlabelled=unlabelled)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "test_accuracy": float(clf.score(ds.x_test, ds.y_test)),
-        "method": "scratch" if scratch else "pretrained",
+        "method": ("scratch" if scratch else "pretrained") + ("+pseudo" if pseudo_label else ""),
+        "n_unlabelled": 0 if unlabelled is None else int(len(unlabelled)),
         "run": str(run), "dataset": name, "n_labels": int(n_labels), "seed": int(seed),
         "n_test": int(len(ds.x_test)), "epochs": clf.n_epochs_, "seconds": seconds,
         "classifier": {k: v for k, v in clf.get_params().items() if k != "encoder"},
@@ -285,7 +302,7 @@ def finetune_run(
 def compare_run(
     dataset: str, out: str | Path, *, labels: list[int], seeds: int, strategies: dict[str, PretrainSpec],
     encoders: dict[str, str | Path] | None = None, classifier_options: dict[str, Any] | None = None,
-    resume: bool = True, progress: bool | None = None, on_result=None,
+    resume: bool = True, progress: bool | None = None, on_result=None, pseudo_label: list[str] | tuple = (),
 ) -> dict[str, Any]:
     """Pretrain each strategy into ``out/NAME`` (reused when finished, resumed when interrupted),
     then compare every method on the same label draws; writes results.json and the figure."""
@@ -317,7 +334,8 @@ def compare_run(
     encs = {name: load(run, kind="model") for name, run in runs.items()}
     t0 = time.perf_counter()
     rows = compare_pretraining(ds.x_train, ds.y_train, ds.x_test, ds.y_test, encs, labels=labels, seeds=seeds,
-                               classifier_options=classifier_options, on_result=on_result)
+                               classifier_options=classifier_options, pseudo_label=pseudo_label,
+                               on_result=on_result)
     summary = summarise(rows)
     result = {"dataset": dataset, "labels": labels, "seeds": seeds, "runs": {k: str(v) for k, v in runs.items()},
               "pretraining": {k: {key: m.get(key) for key in ("strategy", "sparsity", "denoise", "epochs", "seconds",
@@ -347,6 +365,17 @@ def summary_table(summary: list[dict[str, Any]], title: str | None = None):
 
 
 # -- commands -----------------------------------------------------------------------------------------
+def parse_pseudo(text: str | None) -> list[str]:
+    """``"scratch,end_to_end"`` -> the methods to rerun with pseudo-labels (``""``/``"none"``: none)."""
+    names = [v.strip() for v in (text or "").split(",") if v.strip()]
+    if names == ["none"]:
+        return []
+    bad = [v for v in names if v not in ("scratch", "greedy", "end_to_end")]
+    if bad:
+        raise ConfigError(f"--pseudo-label takes scratch, greedy and/or end_to_end (comma-separated), got {bad}")
+    return names
+
+
 def _parse_ints(text: str, what: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",") if v.strip()]
@@ -359,7 +388,9 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 def pretrain_cmd(
     dataset: str = typer.Option("mnist", help="mnist | fashion-mnist | digits | PATH"),
-    preset: str = typer.Option("hinton2006", help="dense_ae preset (hinton2006: 784-1000-500-250-30)"),
+    model: str = typer.Option("dense_ae", help="dense_ae | conv_ae (conv_ae: --strategy end_to_end only)"),
+    preset: str | None = typer.Option(
+        None, help="model preset (default: hinton2006 = 784-1000-500-250-30 for dense_ae; conv_ae: e.g. wide)"),
     hidden: str | None = typer.Option(None, help="encoder widths, e.g. 1000,500,250 (overrides the preset)"),
     latent_dim: int | None = typer.Option(None, help="code size (overrides the preset)"),
     activation: str | None = typer.Option(None, help="hidden activation (preset: elu)"),
@@ -388,7 +419,9 @@ def pretrain_cmd(
         out = resume
     else:
         widths = tuple(_parse_ints(hidden, "--hidden")) if hidden else None
-        spec = PretrainSpec(dataset=dataset, preset=preset, hidden=widths,
+        if preset is None and model == "dense_ae":
+            preset = "hinton2006"
+        spec = PretrainSpec(dataset=dataset, preset=preset, model=model, hidden=widths,
                             latent_dim=latent_dim, activation=activation, tied=tied, strategy=strategy,
                             sparsity=sparsity, denoise=denoise, epochs=epochs, batch_size=batch_size, lr=lr,
                             binarize=binarize, seed=seed, threads=_parse_threads(threads), n_train=n_train)
@@ -404,8 +437,9 @@ def pretrain_cmd(
         t.add_row(str(s["layer"]), str(s["units"]), f"{s['mean_activation']:.3f}",
                   f"{100 * s['fraction_active']:.1f}%", f"{100 * s['dead_fraction']:.1f}%")
     console.print(t)
-    console.print(f"run folder: [bold]{out}[/bold] (aekit.json, model.safetensors, metrics.json, history.csv, "
-                  "filters.png, reconstructions.png, loss.png, latent.png)")
+    files = "aekit.json, model.safetensors, metrics.json, history.csv, " + (
+        "filters.png, " if (out / "filters.png").is_file() else "") + "reconstructions.png, loss.png, latent.png"
+    console.print(f"run folder: [bold]{out}[/bold] ({files})")
 
 
 def finetune_cmd(
@@ -422,6 +456,11 @@ def finetune_cmd(
     epochs: int | None = typer.Option(None, help="passes over the labelled set (default: ~800 steps)"),
     lr: float = typer.Option(3e-3, help="head learning rate (AdamW)"),
     augment: str = typer.Option("shift:2", help="augmentation of the labelled images (none to switch off)"),
+    pseudo_label: bool = typer.Option(
+        False, "--pseudo-label",
+        help="then also learn from the unlabelled rest of the training set by confident pseudo-labels (FixMatch-style)"),
+    unlabelled_steps: int = typer.Option(2000, min=1, help="with --pseudo-label: steps of that phase"),
+    threshold: float = typer.Option(0.95, help="with --pseudo-label: confidence a pseudo-label needs"),
     threads: int | None = typer.Option(None),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
@@ -430,9 +469,9 @@ def finetune_cmd(
 
     opts = dict(freeze_encoder=freeze, unfreeze_after=unfreeze_after, encoder_lr_scale=encoder_lr_scale,
                 epochs=epochs, lr=lr, augment=None if augment.lower() == "none" else augment,
-                threads=_parse_threads(threads))
+                unlabelled_steps=unlabelled_steps, threshold=threshold, threads=_parse_threads(threads))
     m = finetune_run(run, out, n_labels=labels, seed=seed, scratch=scratch, dataset=dataset, label_file=label_file,
-                     overwrite=overwrite, classifier_options=opts)
+                     overwrite=overwrite, classifier_options=opts, pseudo_label=pseudo_label)
     extra = "".join(f", frozen codes + {k}: {100 * m[f'frozen_{k}_test_accuracy']:.2f}%"
                     for k in ("logreg", "knn") if f"frozen_{k}_test_accuracy" in m)
     console.print(f"{m['method']} on {m['n_labels']} labels (seed {seed}): test accuracy "
@@ -452,6 +491,8 @@ def compare_cmd(
     denoise: str = typer.Option("shift:2+mask:0.3", help="end-to-end pretraining corruption"),
     preset: str = typer.Option("hinton2006"),
     n_train: int | None = typer.Option(None, help="pretrain on the first N training images only"),
+    pseudo_label: str = typer.Option(
+        "", help="methods to run again with pseudo-labels on the unlabelled images, e.g. scratch,end_to_end"),
     threads: int | None = typer.Option(None),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -471,7 +512,7 @@ def compare_cmd(
 
     res = compare_run(dataset, out, labels=_parse_ints(labels, "--labels"), seeds=seeds, strategies=strategies,
                       encoders=given, classifier_options={"threads": threads}, progress=False if quiet else None,
-                      on_result=show)
+                      on_result=show, pseudo_label=parse_pseudo(pseudo_label))
     console.print(summary_table(res["summary"], title=f"{dataset}: test accuracy (%), mean ± std over {seeds} seeds"))
     console.print(f"results: [bold]{out}/results.json[/bold]; figure: [bold]{out}/accuracy_vs_labels.png[/bold]")
 

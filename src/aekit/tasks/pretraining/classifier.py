@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from ..._utils import seed_everything
 from ...data.noise import parse_corruption
-from ...errors import ConfigError, DataError, ModelFileError, NotFittedError
+from ...errors import ConfigError, DataError, ModelFileError, NotFittedError, TrainingDivergedError
 from ...models import load_weights, model_from_config, model_from_meta, model_meta
 from ...models.registry import config_to_dict
 from ...training import TrainConfig, Trainer
@@ -27,6 +28,8 @@ from .stacking import _with_config
 
 #: gradient steps of the default fixed schedule (epochs=None), whatever the number of labels
 AUTO_STEPS = 800
+#: steps between two records (and progress lines) of the unlabelled phase
+SEMI_BLOCK = 100
 
 
 def _load_encoder(encoder) -> nn.Module:
@@ -164,6 +167,21 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     augment : str, optional
         A corruption applied to the labelled inputs, fresh every step (``"shift:2"``: random
         translations of up to 2 pixels; see :func:`aekit.data.parse_corruption`).
+    unlabelled_steps : int, default 2000
+        Only when ``fit`` gets ``X_unlabelled``: after the supervised schedule, this many steps
+        that also learn from the unlabelled images by confident pseudo-labels (FixMatch, Sohn et
+        al. 2020): each step the network classifies a batch of clean unlabelled images; those it
+        is at least ``threshold`` sure of become targets for a strongly corrupted copy of the same
+        images (``strong_augment``), added to the labelled cross-entropy with weight
+        ``unlabelled_weight``. The head learns at ``lr / 3`` in this phase, the encoder at
+        ``lr * encoder_lr_scale`` (unless frozen).
+    unlabelled_ratio : int, default 4
+        Unlabelled images per labelled image in each step.
+    threshold : float, default 0.95
+        Confidence a pseudo-label needs to count.
+    unlabelled_weight : float, default 1.0
+    strong_augment : str, default "shift:2+mask:0.3"
+        The corruption the pseudo-labelled images are shown with.
     seed : int, default 0
         Seeds the head, shuffling, dropout and augmentation (and the encoder with from_scratch).
 
@@ -191,6 +209,11 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         dropout: float = 0.2,
         augment: str | None = "shift:2",
+        unlabelled_steps: int = 2000,
+        unlabelled_ratio: int = 4,
+        threshold: float = 0.95,
+        unlabelled_weight: float = 1.0,
+        strong_augment: str | None = "shift:2+mask:0.3",
         seed: int = 0,
         threads: int | None = None,
         device: str = "cpu",
@@ -208,6 +231,11 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.dropout = dropout
         self.augment = augment
+        self.unlabelled_steps = unlabelled_steps
+        self.unlabelled_ratio = unlabelled_ratio
+        self.threshold = threshold
+        self.unlabelled_weight = unlabelled_weight
+        self.strong_augment = strong_augment
         self.seed = seed
         self.threads = threads
         self.device = device
@@ -227,6 +255,14 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"epochs must be >= 1 or None, got {self.epochs}")
         if any(int(h) < 1 for h in self.head_hidden):
             raise ConfigError(f"head_hidden widths must be >= 1, got {self.head_hidden}")
+        if int(self.unlabelled_steps) < 1:
+            raise ConfigError(f"unlabelled_steps must be >= 1, got {self.unlabelled_steps}")
+        if int(self.unlabelled_ratio) < 1:
+            raise ConfigError(f"unlabelled_ratio must be >= 1, got {self.unlabelled_ratio}")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not (self.unlabelled_weight >= 0 and math.isfinite(self.unlabelled_weight)):
+            raise ConfigError(f"unlabelled_weight must be >= 0, got {self.unlabelled_weight}")
 
     def _build_autoencoder(self) -> nn.Module:
         if self.encoder is None:
@@ -239,8 +275,11 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
             ae = _with_config(ae, dropout=float(self.dropout))
         return ae
 
-    def fit(self, X, y):
+    def fit(self, X, y, X_unlabelled=None):
         """Fine-tune on labelled ``X`` (n_samples, *input_shape) or flat rows, labels ``y``.
+
+        ``X_unlabelled`` (optional, same sample shape): images without labels to learn from by
+        confident pseudo-labels after the supervised schedule (see ``unlabelled_steps``).
 
         Returns
         -------
@@ -249,6 +288,11 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         ae = self._build_autoencoder()
         Xm = _model_input(X, tuple(ae.input_shape), "encoder")
+        Xu = None
+        if X_unlabelled is not None:
+            if len(X_unlabelled) == 0:
+                raise DataError("X_unlabelled is empty; pass unlabelled images or None")
+            Xu = _model_input(X_unlabelled, tuple(ae.input_shape), "encoder")
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(Xm):
             raise DataError(f"y must be 1-D with one label per sample: X has {len(Xm)} samples, y shape {y.shape}")
@@ -289,11 +333,88 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
                                    corruption=parse_corruption(self.augment), callbacks=[unfreeze])
         train = (torch.from_numpy(Xm), torch.from_numpy(y_idx.astype(np.int64)))
         self.history_ = trainer.fit(net, train).records
+        if Xu is not None:
+            trainable = [p for p in enc if p.requires_grad]
+            self.history_ += self._learn_from_unlabelled(net, head, trainable, train, torch.from_numpy(Xu),
+                                                         first_epoch=epochs + 1)
         for p in net.parameters():
             p.requires_grad_(True)
         self.model_ = net.cpu().eval()
         self.n_epochs_ = epochs
         return self
+
+    def _learn_from_unlabelled(self, net: "_ClassifierNet", head: list, encoder: list,
+                               train: tuple[Tensor, Tensor], Xu: Tensor, *, first_epoch: int) -> list[dict]:
+        """The pseudo-label phase: ``unlabelled_steps`` steps of labelled cross-entropy plus the
+        cross-entropy of strongly corrupted unlabelled images against the network's own confident
+        predictions on their clean versions. Returns one record per ``SEMI_BLOCK`` steps."""
+        from ..._utils import resolve_device
+        from ...training.progress import make_progress
+
+        device = resolve_device(self.device)
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        net.to(device)
+        gen = torch.Generator().manual_seed(self.seed + 7)
+        weak, strong = parse_corruption(self.augment), parse_corruption(self.strong_augment)
+        groups = [{"params": head, "lr": self.lr / 3}]
+        if encoder:
+            groups.append({"params": encoder, "lr": self.lr * self.encoder_lr_scale})
+        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        Xl, yl = train
+        B, Bu = self.batch_size, self.batch_size * int(self.unlabelled_ratio)
+        steps = int(self.unlabelled_steps)
+        blocks = math.ceil(steps / SEMI_BLOCK)
+        records: list[dict] = []
+        sums = {"loss": 0.0, "labelled_loss": 0.0, "unlabelled_loss": 0.0, "confident": 0.0}
+        n_in_block, t0 = 0, time.perf_counter()
+        bar = make_progress(None if self.verbose else False)
+        with bar:
+            for step in range(steps):
+                bl = torch.randint(len(Xl), (min(B, len(Xl)),), generator=gen)
+                bu = torch.randint(len(Xu), (Bu,), generator=gen)
+                xl = Xl[bl]
+                xl = weak(xl, gen) if weak is not None else xl
+                xu = Xu[bu]
+                xs = strong(xu, gen) if strong is not None else xu
+                xl, xu, xs, yb = xl.to(device), xu.to(device), xs.to(device), yl[bl].to(device)
+                with torch.no_grad():  # targets: the network's own confident calls on clean images
+                    net.eval()
+                    conf, pseudo = F.softmax(net(xu).float(), 1).max(1)
+                    net.train()
+                keep = (conf >= self.threshold).float()
+                logits = net(torch.cat([xl, xs])).float()
+                sup = F.cross_entropy(logits[: len(xl)], yb)
+                unsup = (F.cross_entropy(logits[len(xl):], pseudo, reduction="none") * keep).mean()
+                loss = sup + self.unlabelled_weight * unsup
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                lval = float(loss.detach())
+                if not math.isfinite(lval):
+                    raise TrainingDivergedError(
+                        f"the loss became {lval} at unlabelled step {step + 1}; lower lr or unlabelled_weight")
+                for k, v in (("loss", lval), ("labelled_loss", float(sup.detach())),
+                             ("unlabelled_loss", float(unsup.detach())),
+                             ("confident", float(keep.mean()))):
+                    sums[k] += v
+                n_in_block += 1
+                block = step // SEMI_BLOCK + 1
+                seconds = time.perf_counter() - t0
+                bar.batch(first_epoch + block - 1, first_epoch + blocks - 1, step % SEMI_BLOCK + 1,
+                          min(SEMI_BLOCK, steps - (block - 1) * SEMI_BLOCK), sums["loss"] / n_in_block,
+                          n_in_block * (len(xl) + 2 * Bu) / max(seconds, 1e-9))
+                if n_in_block == SEMI_BLOCK or step == steps - 1:
+                    rec = {"epoch": first_epoch + block - 1, "phase": "unlabelled", "step": step + 1,
+                           **{f"train_{k}": v / n_in_block for k, v in sums.items()},
+                           "samples_per_s": n_in_block * (len(xl) + 2 * Bu) / max(seconds, 1e-9),
+                           "seconds": seconds}
+                    records.append(rec)
+                    bar.epoch_done(rec, first_epoch + blocks - 1)
+                    sums = dict.fromkeys(sums, 0.0)
+                    n_in_block, t0 = 0, time.perf_counter()
+        net.eval()
+        return records
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -20,6 +20,8 @@ METHODS = {
     "NAME+logreg": "logistic regression on NAME's frozen codes (standardised)",
     "NAME+knn": "5-nearest neighbours on NAME's frozen codes (standardised)",
     "pixels+knn": "5-nearest neighbours on the raw pixels (no network at all)",
+    "M+pseudo": "method M (scratch or NAME), then also trained on the unlabelled rest of the training set "
+                "by confident pseudo-labels (FixMatch-style)",
 }
 
 
@@ -34,6 +36,7 @@ def compare_pretraining(
     seeds: int | Sequence[int] = 5,
     baselines: bool = True,
     classifier_options: Mapping[str, Any] | None = None,
+    pseudo_label: Sequence[str] = (),
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Test accuracy of fine-tuning each pretrained encoder, of the same network from random
@@ -52,6 +55,9 @@ def compare_pretraining(
         seeds the fine-tuning.
     baselines : also logistic regression and kNN on each encoder's frozen codes, and kNN on pixels.
     classifier_options : keyword arguments for every :class:`PretrainedClassifier`.
+    pseudo_label : methods (``"scratch"`` and/or encoder names) to run a second time as
+        ``METHOD+pseudo``: the same fine-tuning, then the pseudo-label phase on the training
+        images that were not drawn as labelled (``X_unlabelled`` of ``PretrainedClassifier.fit``).
     on_result : called with each result row as soon as it is measured (progress output).
 
     Returns
@@ -71,13 +77,17 @@ def compare_pretraining(
     unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
     if len(unseen):
         raise DataError(f"test labels {unseen.tolist()} are not present in the training labels")
+    pseudo = list(pseudo_label)
+    unknown = [m for m in pseudo if m != "scratch" and m not in encoders]
+    if unknown:
+        raise ConfigError(f"pseudo_label names {unknown}; use 'scratch' or encoder names {list(encoders)}")
     opts = dict(classifier_options or {})
     first = next(iter(encoders.values()))
     rows: list[dict[str, Any]] = []
 
-    def record(method: str, n: int, seed: int, clf, Xl, yl) -> None:
+    def record(method: str, n: int, seed: int, clf, Xl, yl, Xu=None) -> None:
         t0 = time.perf_counter()
-        clf.fit(Xl, yl)
+        clf.fit(Xl, yl) if Xu is None else clf.fit(Xl, yl, X_unlabelled=Xu)
         acc = float(clf.score(X_test, y_test))
         row = {"method": method, "n_labels": int(n), "seed": int(seed), "test_accuracy": acc,
                "seconds": time.perf_counter() - t0}
@@ -89,9 +99,15 @@ def compare_pretraining(
         for seed in seeds:
             idx = draw_labelled(y_train, n, seed=seed)
             Xl, yl = X_train[idx], y_train[idx]
+            Xu = np.delete(X_train, idx, axis=0) if pseudo else None
             record("scratch", n, seed, PretrainedClassifier(first, from_scratch=True, seed=seed, **opts), Xl, yl)
+            if "scratch" in pseudo:
+                record("scratch+pseudo", n, seed, PretrainedClassifier(first, from_scratch=True, seed=seed, **opts),
+                       Xl, yl, Xu)
             for name, ae in encoders.items():
                 record(name, n, seed, PretrainedClassifier(ae, seed=seed, **opts), Xl, yl)
+                if name in pseudo:
+                    record(f"{name}+pseudo", n, seed, PretrainedClassifier(ae, seed=seed, **opts), Xl, yl, Xu)
                 if baselines:
                     for m in ("logreg", "knn"):
                         record(f"{name}+{m}", n, seed, frozen_code_classifier(ae, m, seed=seed), Xl, yl)
