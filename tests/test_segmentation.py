@@ -199,6 +199,25 @@ def test_dice_iou_pixel_error_by_hand():
     assert dice(np.zeros((2, 2)), np.zeros((2, 2)), 2)[1] == 1.0  # absent in both: agreement
 
 
+def test_isbi_pixel_error_by_hand():
+    """1 - the best F-score of the non-boundary (cell) pixels over thresholds 0, 0.1, ..., 1,
+    pooled over the images, as the challenge's Fiji script computes it."""
+    from aekit.tasks.segmentation.metrics import isbi_pixel_error
+
+    true = [np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]])]  # 1 = membrane; cells: 3 pixels
+    cell_p = [np.array([[0.95, 0.35, 0.6, 0.05]]), np.array([[0.75, 0.55, 0.2, 0.0]])]
+    # t = 0.5: called 0.95, 0.6, 0.75, 0.55 -> TP 2 (0.95, 0.75), FP 2, FN 1 (0.35): F = 4/7
+    # t = 0.3: adds 0.35 -> TP 3, FP 2, FN 0: F = 6/8; t = 0.6: 0.95, 0.75 -> TP 2, FP 0, FN 1: F = 4/5
+    # t = 0.7: same as 0.6 (0.75 > 0.7); t = 0.8: 0.95 -> TP 1, FN 2: F = 2/4
+    r = isbi_pixel_error(true, cell_p)
+    assert r["isbi_pixel_fscore"] == pytest.approx(4 / 5) and r["isbi_pixel_error"] == pytest.approx(1 / 5)
+    assert r["isbi_threshold"] == 0.6
+    with pytest.raises(DataError, match="shape"):
+        isbi_pixel_error(true, [np.zeros((2, 2)), np.zeros((1, 4))])
+    with pytest.raises(DataError, match="matching"):
+        isbi_pixel_error(true, cell_p[:1])
+
+
 def test_rand_error_by_hand():
     # boundary class 1 (membrane); cells are the 4-connected regions of class 0
     two_cells = np.array([[0, 0, 1, 0, 0], [0, 0, 1, 0, 0]])
@@ -285,6 +304,8 @@ def test_segmenter_learns_blobs_and_reports(fitted):
     rep = seg.evaluate(x, y)  # raw mask values, through the training mapping {0: 0, 1: 1}
     assert rep["positive_class"] == "disk"  # the minority class
     assert rep["dice"]["disk"] > 0.8 and rep["pixel_error"] < 0.08
+    # the challenge's pixel error picks the best threshold, so it is no worse than 1 - F at 0.5
+    assert 0 <= rep["isbi_pixel_error"] <= 1 - rep["dice"]["background"] + 1e-9
     assert set(rep) >= {"pixel_error", "rand_error", "dice", "iou", "dice_positive", "iou_positive"}
     assert len(seg.history_) == 15 and "val_loss" in seg.history_[-1]
     assert seg.history_[-1]["train_loss"] < seg.history_[0]["train_loss"]

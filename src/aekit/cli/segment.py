@@ -63,6 +63,8 @@ def _load_segmenter(run: Path) -> Segmenter:
 def _summary(rep: dict[str, Any]) -> str:
     pos = rep["positive_class"]
     parts = [f"pixel error {rep['pixel_error']:.4f}"]
+    if "isbi_pixel_error" in rep:
+        parts.append(f"ISBI pixel error (1 - max F-score) {rep['isbi_pixel_error']:.4f}")
     if "rand_error" in rep:
         parts.append(f"Rand error {rep['rand_error']:.4f}")
     parts.append(f"Dice {pos} {rep['dice_positive']:.4f}, IoU {pos} {rep['iou_positive']:.4f}")

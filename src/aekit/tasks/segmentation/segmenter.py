@@ -20,7 +20,7 @@ from ...training import TrainConfig
 from ..registry import register_kind
 from .augment import Augment
 from .data import SegmentationSet, apply_mapping, infer_mapping, load_pairs, parse_mapping
-from .metrics import segmentation_report
+from .metrics import isbi_pixel_error, segmentation_report
 from .tiling import predict_tiled
 from .training import CropSampler, SegmentationTrainer, WholeImages
 
@@ -369,7 +369,9 @@ class Segmenter(BaseEstimator):
         """Metrics against ``masks`` (raw values, mapped with the training mapping; or pass a
         :class:`SegmentationSet` from :meth:`read` as ``images``): ``pixel_error``,
         ``rand_error`` (ISBI 2012, boundary = the positive class), ``dice`` and ``iou`` per class
-        name, ``dice_positive`` / ``iou_positive``, ``mean_dice``, ``confusion`` and more."""
+        name, ``dice_positive`` / ``iou_positive``, ``mean_dice``, ``confusion`` and more; for two
+        classes also ``isbi_pixel_error`` (the challenge's 1 - maximal F-score of the non-positive
+        class over thresholds, see :func:`~aekit.tasks.segmentation.metrics.isbi_pixel_error`)."""
         self._check_fitted()
         data = self.read(images, masks)
         if data.masks is None:
@@ -379,7 +381,8 @@ class Segmenter(BaseEstimator):
                 raise DataError(
                     f"image {n} has {im.shape[0]} channel(s) but the model was trained on {self.in_channels_}"
                 )
-        pred = [self._classes(p) for p in self._proba_list(data.images)]
+        probas = self._proba_list(data.images)
+        pred = [self._classes(p) for p in probas]
         rep = segmentation_report(
             data.masks,
             pred,
@@ -388,6 +391,9 @@ class Segmenter(BaseEstimator):
             positive_class=self.positive_class_,
             rand=rand,
         )
+        if self.num_classes_ == 2:  # the challenge's own pixel error, from the probabilities
+            rep.update(isbi_pixel_error(data.masks, [1.0 - p[self.positive_class_] for p in probas],
+                                        boundary_class=self.positive_class_))
         rep["names"] = list(data.names)
         return rep
 
