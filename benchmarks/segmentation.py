@@ -65,6 +65,7 @@ def main() -> None:
     import numpy as np
     import torch
 
+    import aekit
     from aekit.tasks.segmentation import Segmenter
     from aekit.viz.segmentation import segmentation_figure
 
@@ -109,9 +110,9 @@ def main() -> None:
     )
     rows, per_fold = [], []
     presets = {"unet": None, "noskip": "noskip"}
-    for name in args.models.split(","):
-        preset = presets[name]
-        for k in range(folds):
+    for k in range(folds):
+        for name in args.models.split(","):
+            preset = presets[name]
             held = blocks[k]
             train = data.subset([i for i in order if i not in held])
             test = data.subset(held)
@@ -124,8 +125,6 @@ def main() -> None:
                 step_s = probe_fit.history_[1]["train_seconds"] / 4
                 epochs = max(1, int(budget * 60 / step_s / args.steps_per_epoch))
             seg = Segmenter(**kw, epochs=epochs).fit(train)
-            import aekit
-
             aekit.save(seg, args.keep / f"{name}-fold{k}", overwrite=True)
             rep = seg.evaluate(test)
             minutes = seg.train_seconds_ / 60
@@ -168,6 +167,10 @@ def main() -> None:
                     names=[f"slice {n}" for n in test.names[:2]],
                     title=f"ISBI 2012, fold 0 held-out slices: {name}",
                 )
+            # after every fold and model: what has been measured so far survives an interruption
+            _common.write_json("segmentation_partial", {"command": _common.command_line(), "per_fold": per_fold},
+                               out_dir)
+    for name in args.models.split(","):
         fr = [r for r in per_fold if r["model"] == name]
         row = {"model": name, "params": fr[0]["params"], "folds": len(fr)}
         for key in ("pixel_error", "isbi_pixel_error", "rand_error", "dice_membrane", "iou_membrane",
