@@ -661,7 +661,7 @@ TAMPERS = {
     "invalid-json": (_invalid_json, ("aekit.json", "not valid JSON")),
     "model-config": (_edit_json(latent_dim=9), ("do not fit",)),
     "kind": (_edit_json(kind="embedder"), ("'embedder'", "not a 'model'")),
-    "model-name": (_edit_json(model_name="vae"), ("unknown model", "vae")),
+    "model-name": (_edit_json(model_name="vae_xl"), ("unknown model", "vae_xl")),
     "format-version": (_edit_json(format_version=99), ("format 99", "upgrade aekit")),
     "replaced-weights": (_replace_weights, ("model.safetensors", "sha256")),
     "truncated-weights": (_truncate_weights_no_sha, ("model.safetensors", "not a readable safetensors")),

@@ -15,10 +15,12 @@ from .tasks import Denoiser, Embedder, PretrainedClassifier, pretrain  # noqa: E
 from .tasks.anomaly import AnomalyDetector, SeriesAnomalyDetector  # noqa: E402
 from .tasks.retrieval import ImageSearch  # noqa: E402
 from .tasks.segmentation import Segmenter  # noqa: E402
+from .tasks.text import SentimentRAE, TextAutoencoder  # noqa: E402
 from .training import History, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
-    "AnomalyDetector", "ImageSearch", "PretrainedClassifier", "Segmenter", "SeriesAnomalyDetector", "pretrain",
+    "AnomalyDetector", "ImageSearch", "PretrainedClassifier", "Segmenter", "SentimentRAE", "SeriesAnomalyDetector",
+    "TextAutoencoder", "pretrain",
     "Denoiser", "Embedder", "History", "TrainConfig", "Trainer", "__version__", "create_model",
     "errors", "list_models", "list_presets", "load", "save", "seed_everything",
 ]

@@ -129,12 +129,21 @@ def evaluate(
     run: Path = typer.Argument(..., help="run folder from `aekit train`"),
     dataset: str | None = typer.Option(None, help="evaluate on another data set of the same shape"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the metrics to this file"),
+    nll: bool = typer.Option(
+        False, "--nll", help="VAEs: also the test ELBO and importance-weighted NLL in nats (added to metrics.json)"
+    ),
+    k: int = typer.Option(5000, "--k", help="importance samples per test image for --nll"),
 ) -> None:
     """Test BCE/pixel, MSE/pixel, squared error per image, and PCA with the same code size."""
     from .._utils import write_json
     from .runs import evaluate_run
 
-    m = evaluate_run(run, dataset)
+    extra = {}
+    if nll:
+        from .generate import nll_metrics
+
+        extra = nll_metrics(run, dataset, k=k)
+    m = {**evaluate_run(run, dataset), **extra}
     t = Table(title=f"{run} on {m['dataset']} ({m['n_test']} test images, code {m['code_dim']})")
     t.add_column("metric")
     t.add_column("autoencoder", justify="right")
@@ -143,6 +152,10 @@ def evaluate(
     t.add_row("MSE / pixel", _fmt(m["test_mse_per_pixel"], 5), _fmt(m["pca_mse_per_pixel"], 5))
     t.add_row("squared error / image", _fmt(m["test_sq_err_per_image"], 3), _fmt(m["pca_sq_err_per_image"], 3))
     t.add_row("ratio AE / PCA", _fmt(m["ae_over_pca"], 3), "1")
+    if nll:
+        from .generate import add_nll_rows
+
+        add_nll_rows(t, m)
     console.print(t)
     if json_out:
         write_json(json_out, m)
@@ -300,10 +313,12 @@ def demo(
 def _register_subcommands() -> None:
     from .detect import detect_app
     from .export import export_cmd
+    from .generate import register as register_generate
     from .pretrain import register as register_pretrain
     from .retrieval import embed_cmd, index_app, map_cmd, search_cmd
     from .segment import register as register_segment
     from .serve import serve_cmd
+    from .text import register as register_text
 
     app.add_typer(detect_app, name="detect")
     app.add_typer(index_app, name="index")
@@ -314,6 +329,8 @@ def _register_subcommands() -> None:
     app.command("serve")(serve_cmd)
     register_pretrain(app)
     register_segment(app)
+    register_text(app)
+    register_generate(app)
 
 
 _register_subcommands()

@@ -13,9 +13,10 @@ from .pretraining import (
 )
 from .retrieval import ImageSearch
 from .segmentation import Segmenter
+from .text import SentimentRAE, TextAutoencoder, TreeNode
 
 __all__ = [
     "AnomalyDetector", "Denoiser", "Embedder", "FrozenEncoder", "ImageSearch", "PretrainResult",
-    "PretrainedClassifier", "Segmenter", "SeriesAnomalyDetector", "compare_pretraining", "draw_labelled",
+    "PretrainedClassifier", "Segmenter", "SentimentRAE", "SeriesAnomalyDetector", "TextAutoencoder", "TreeNode", "compare_pretraining", "draw_labelled",
     "frozen_code_classifier", "pretrain",
 ]

@@ -452,6 +452,11 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         return ((R - Xm) ** 2).reshape(len(Xm), -1)
 
     def _score_model_space(self, Xm: np.ndarray) -> np.ndarray:
+        own = getattr(self.model_, "anomaly_score", None)
+        if callable(own):  # a model that scores samples itself, e.g. a VAE: its negative ELBO (nats)
+            with torch.inference_mode():
+                parts = [own(torch.from_numpy(Xm[i : i + 2048])).double().numpy() for i in range(0, len(Xm), 2048)]
+            return np.concatenate(parts) if parts else np.zeros(0)
         err = self._errors(Xm)
         if self.error == "mse":
             return err.mean(1).astype(np.float64)
@@ -466,7 +471,8 @@ class AnomalyDetector(_ThresholdMixin, OutlierMixin, _AutoencoderEstimator):
         return (err.sum(1).astype(np.float64) + along) / (err.shape[1] + Z.shape[1])
 
     def anomaly_score(self, X) -> np.ndarray:
-        """Reconstruction error per sample, shape (n_samples,): *higher = more anomalous*."""
+        """Reconstruction error per sample (a model's own score if it has one: a VAE's negative ELBO),
+        shape (n_samples,): *higher = more anomalous*."""
         return self._score_model_space(self._model_input(X))
 
     def explain(self, X) -> np.ndarray:
