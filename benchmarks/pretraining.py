@@ -103,7 +103,8 @@ def main() -> None:
                   f"{100 * r['test_accuracy']:.2f}% ({r['seconds']:.1f} s)", flush=True)
 
         res = compare_run(name, work / name, labels=labels, seeds=seeds, strategies=strategies,
-                          classifier_options={"threads": args.threads, **({"unlabelled_steps": 100} if args.quick else {})},
+                          classifier_options={"threads": args.threads,
+                                              **({"unlabelled_steps": 100} if args.quick else {})},
                           progress=False, on_result=show, pseudo_label=pseudo)
         if name == "mnist":
             from aekit.viz.filters import accuracy_vs_labels

@@ -106,7 +106,8 @@ def main() -> None:
     if args.max_folds:
         splits = splits[: args.max_folds]
     out_dir = _common.results_dir(args)
-    per_fold: dict[str, list[float]] = {m: [] for m in ("recursive_ae", "seq2seq_ae+logreg", "bow+logreg", "bow2+logreg")}
+    rows_order = ("recursive_ae", "seq2seq_ae+logreg", "bow+logreg", "bow2+logreg")
+    per_fold: dict[str, list[float]] = {m: [] for m in rows_order}
     minutes: dict[str, float] = {k: 0.0 for k in per_fold}
     extra: dict[str, object] = {}
 

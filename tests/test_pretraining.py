@@ -242,7 +242,8 @@ def test_pseudo_labels_keep_a_frozen_encoder_and_check_input(greedy, data, tmp_p
     with pytest.raises(DataError, match="empty"):
         clf.fit(data.x_train[idx], data.y_train[idx], X_unlabelled=np.zeros((0, 64), np.float32))
     for bad, words in ((dict(threshold=1.5), "threshold"), (dict(unlabelled_steps=0), "unlabelled_steps"),
-                       (dict(unlabelled_ratio=0), "unlabelled_ratio"), (dict(unlabelled_weight=-1), "unlabelled_weight")):
+                       (dict(unlabelled_ratio=0), "unlabelled_ratio"),
+                       (dict(unlabelled_weight=-1), "unlabelled_weight")):
         with pytest.raises(ConfigError, match=words):
             PretrainedClassifier(greedy.model, **bad).fit(data.x_train[idx], data.y_train[idx])
 

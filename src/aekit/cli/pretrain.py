@@ -458,7 +458,8 @@ def finetune_cmd(
     augment: str = typer.Option("shift:2", help="augmentation of the labelled images (none to switch off)"),
     pseudo_label: bool = typer.Option(
         False, "--pseudo-label",
-        help="then also learn from the unlabelled rest of the training set by confident pseudo-labels (FixMatch-style)"),
+        help="then also learn from the unlabelled rest of the training set by confident pseudo-labels "
+             "(FixMatch-style)"),
     unlabelled_steps: int = typer.Option(2000, min=1, help="with --pseudo-label: steps of that phase"),
     threshold: float = typer.Option(0.95, help="with --pseudo-label: confidence a pseudo-label needs"),
     threads: int | None = typer.Option(None),

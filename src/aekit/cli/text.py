@@ -110,7 +110,8 @@ def train_cmd(
     batch_size: int | None = typer.Option(None, min=1),
     lr: float | None = typer.Option(None),
     max_len: int | None = typer.Option(None, min=1, help="tokens per sentence; longer ones are truncated"),
-    min_count: int | None = typer.Option(None, min=1, help="rarer words become <unk> (default: 1 seq2seq_ae, 2 recursive_ae)"),
+    min_count: int | None = typer.Option(
+        None, min=1, help="rarer words become <unk> (default: 1 seq2seq_ae, 2 recursive_ae)"),
     embed_dim: int | None = typer.Option(None, min=1, help="word vector size"),
     latent_dim: int | None = typer.Option(None, min=1, help="seq2seq_ae: code size"),
     hidden: int | None = typer.Option(None, min=1, help="seq2seq_ae: RNN units"),
@@ -218,7 +219,8 @@ def evaluate_cmd(
             pred = classes[est.predict_proba(sentences).argmax(1)]
             y_arr = np.asarray(y)
             rep: dict[str, Any] = {"accuracy": float((pred == y_arr).mean()), "n_sentences": len(y)}
-            rep["per_class_accuracy"] = {c: float((pred[y_arr == c] == c).mean()) for c in classes if (y_arr == c).any()}
+            rep["per_class_accuracy"] = {c: float((pred[y_arr == c] == c).mean())
+                                         for c in classes if (y_arr == c).any()}
         else:
             rep = est.evaluate(sentences)
     rep["run"] = str(run)

@@ -485,7 +485,8 @@ class RecursiveAE(TokenModel):
         y = y.long()
         k = self.config.n_classes
         node_ce = F.cross_entropy(
-            self.label(forest.nodes).float().reshape(-1, k), y.repeat_interleave(forest.nodes.shape[1]), reduction="none"
+            self.label(forest.nodes).float().reshape(-1, k), y.repeat_interleave(forest.nodes.shape[1]),
+            reduction="none",
         ).view_as(act)
         ce = (node_ce * act).sum(1)
         n_ce = act.sum(1)

@@ -17,6 +17,7 @@ from .text import SentimentRAE, TextAutoencoder, TreeNode
 
 __all__ = [
     "AnomalyDetector", "Denoiser", "Embedder", "FrozenEncoder", "ImageSearch", "PretrainResult",
-    "PretrainedClassifier", "Segmenter", "SentimentRAE", "SeriesAnomalyDetector", "TextAutoencoder", "TreeNode", "compare_pretraining", "draw_labelled",
+    "PretrainedClassifier", "Segmenter", "SentimentRAE", "SeriesAnomalyDetector", "TextAutoencoder", "TreeNode",
+    "compare_pretraining", "draw_labelled",
     "frozen_code_classifier", "pretrain",
 ]

@@ -483,7 +483,8 @@ class SentimentRAE(ClassifierMixin, _TextEstimator):
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise DataError(f"SentimentRAE.fit: the labels hold one class only ({self.classes_[0]!r}); need two or more")
+            raise DataError(
+                f"SentimentRAE.fit: the labels hold one class only ({self.classes_[0]!r}); need two or more")
         train_idx, val_idx = self._split(len(toks))
         self.vocab_ = Vocabulary.build(
             [toks[i] for i in train_idx], min_count=int(self.min_count), max_size=self.max_vocab
@@ -590,10 +591,12 @@ class SentimentRAE(ClassifierMixin, _TextEstimator):
             for name in ("coef_", "intercept_", "feature_mean_", "feature_scale_"):
                 setattr(est, name, tensors[f"classifier.{name}"].numpy().astype(np.float64))
         except (KeyError, TypeError) as err:
-            raise ModelFileError(f"{where}: aekit.json or the weights lack or mangle {err} for a {cls.__name__}") from err
+            raise ModelFileError(
+                f"{where}: aekit.json or the weights lack or mangle {err} for a {cls.__name__}") from err
         est.n_features_in_ = est.coef_.shape[1]
         if len(est.classes_) != est.model_.config.n_classes:
-            raise ModelFileError(f"{where}: {len(est.classes_)} classes but the model has {est.model_.config.n_classes}")
+            raise ModelFileError(
+                f"{where}: {len(est.classes_)} classes but the model has {est.model_.config.n_classes}")
         return est
 
 

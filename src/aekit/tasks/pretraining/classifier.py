@@ -343,7 +343,7 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         self.n_epochs_ = epochs
         return self
 
-    def _learn_from_unlabelled(self, net: "_ClassifierNet", head: list, encoder: list,
+    def _learn_from_unlabelled(self, net: _ClassifierNet, head: list, encoder: list,
                                train: tuple[Tensor, Tensor], Xu: Tensor, *, first_epoch: int) -> list[dict]:
         """The pseudo-label phase: ``unlabelled_steps`` steps of labelled cross-entropy plus the
         cross-entropy of strongly corrupted unlabelled images against the network's own confident
