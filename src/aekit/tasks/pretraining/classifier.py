@@ -348,13 +348,9 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         """The pseudo-label phase: ``unlabelled_steps`` steps of labelled cross-entropy plus the
         cross-entropy of strongly corrupted unlabelled images against the network's own confident
         predictions on their clean versions. Returns one record per ``SEMI_BLOCK`` steps."""
-        from ..._utils import resolve_device
         from ...training.progress import make_progress
 
-        device = resolve_device(self.device)
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        net.to(device)
+        device = next(net.parameters()).device  # where the supervised phase left it (threads set there too)
         gen = torch.Generator().manual_seed(self.seed + 7)
         weak, strong = parse_corruption(self.augment), parse_corruption(self.strong_augment)
         groups = [{"params": head, "lr": self.lr / 3}]
