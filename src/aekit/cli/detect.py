@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from .._utils import atomic_path, write_json
+from .._utils import atomic_path, is_worker_process, write_json
 from ..data.series import Series, read_series_csv
 from ..data.tables import read_table_csv
 from ..errors import ConfigError, DataError, DataFileError
@@ -328,7 +328,7 @@ def fit_cmd(
     """
     from .main import console
 
-    if out.exists() and not overwrite:
+    if out.exists() and not overwrite and not is_worker_process():  # distributed: rank 0 checks
         raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite")
     d = load_detect_data(data, kind=kind, columns=_split_columns(columns), label_column=label_column,
                          windows=windows, max_gap=max_gap)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AekitError, ConfigError
@@ -93,6 +94,11 @@ def train(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+    stream: bool | None = typer.Option(
+        None, "--stream/--no-stream",
+        help="read a .npy data set batch by batch (data larger than memory); default: when the file is "
+        "larger than a quarter of the free memory",
+    ),
     out: Path | None = typer.Option(None, help="run folder (default runs/MODEL-DATASET)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder"),
     resume: Path | None = typer.Option(None, help="continue the interrupted run in this folder"),
@@ -114,7 +120,7 @@ def train(
             model=model, dataset=dataset, preset=preset, latent_dim=latent_dim, epochs=epochs,
             batch_size=batch_size, lr=lr, denoise=denoise, fixed_noise=fixed_noise, sparsity=sparsity,
             binarize=binarize, seed=seed, threads=_parse_threads(threads), device=device, precision=precision,
-            compile=compile, patience=patience, val_fraction=val_fraction, n_train=n_train,
+            compile=compile, patience=patience, val_fraction=val_fraction, n_train=n_train, stream=stream,
             model_options=dict(code_activation="sigmoid", code_noise=code_noise) if binary_code else {},
         )
         run_dir = out or Path("runs") / f"{model}-{Path(dataset).name}"
@@ -337,11 +343,24 @@ _register_subcommands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: typed aekit errors become one clear line and exit code 2."""
+    """Entry point: typed aekit errors become one clear line and exit code 2.
+
+    Under ``torchrun`` every process runs the same command (see :mod:`aekit.training.distributed`):
+    rank 0 prints and writes, the others stay quiet unless they fail.
+    """
+    from ..training import distributed
+
     try:
+        if distributed.init_from_env() and not distributed.is_main():
+            console.quiet = True  # rank 0 reports; the others speak only to fail
+            import warnings
+
+            warnings.simplefilter("ignore")
         app(args=argv, standalone_mode=False)
     except AekitError as err:
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        who = f"(rank {distributed.rank()}) " if distributed.world_size() > 1 else ""
+        console.quiet = False
+        console.print(f"[bold red]error:[/bold red] {who}{escape(str(err))}", highlight=False, soft_wrap=True)
         return err.exit_code
     except typer.Abort:
         console.print("aborted")
@@ -355,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             err.show()
             return err.exit_code
         raise
+    finally:
+        distributed.shutdown()
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from .._utils import write_json
+from .._utils import is_worker_process, write_json
 from ..errors import ConfigError, DataError, DataFileError, ResumeError, RunExistsError
 
 STAGES_DIR = "stages"
@@ -123,7 +123,7 @@ def pretrain_run(spec: PretrainSpec, out: str | Path, *, overwrite: bool = False
     from .runs import _write_history, evaluate_model, prepare_data, write_figures
 
     out = Path(out)
-    if out.exists() and not resume:
+    if out.exists() and not resume and not is_worker_process():  # distributed: rank 0 checks
         if not overwrite:
             raise RunExistsError(f"run folder {out} already exists; pass --overwrite to replace it, "
                                  f"--resume {out} to continue it, or choose another --out")
@@ -140,9 +140,10 @@ def pretrain_run(spec: PretrainSpec, out: str | Path, *, overwrite: bool = False
     parse_corruption(spec.denoise)
     Sparsity.parse(spec.sparsity)
     # everything has been validated: only now is an old run replaced
-    if out.exists() and overwrite and not resume:
+    if out.exists() and overwrite and not resume and not is_worker_process():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_worker_process():
+        out.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / CONFIG_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "model",
                                        **model_meta(model), **doc, "weights": {"file": "model.safetensors",

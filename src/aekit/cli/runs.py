@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._utils import resolve_device, seed_everything, write_json
+from .._utils import is_worker_process, resolve_device, seed_everything, write_json
 from ..data import Dataset, binarize, load_dataset, parse_corruption
 from ..errors import ConfigError, DataError, ModelFileError, ResumeError, RunExistsError
 from ..io.persistence import CHECKPOINT_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, read_meta, write_dir
@@ -54,6 +54,7 @@ class RunSpec:
     n_train: int | None = None
     n_test: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
+    stream: bool | None = None  # a .npy read batch by batch; None: when larger than a quarter of free memory
 
 
 @dataclass
@@ -68,8 +69,76 @@ class PreparedData:
     dataset: Dataset
 
 
+#: streamed runs keep at most this many held-out samples in memory for validation and for testing,
+#: and fit the PCA baseline on at most this many training samples
+STREAM_HELD_OUT = 10_000
+
+
+def should_stream(spec: RunSpec) -> bool:
+    """Whether ``spec`` trains from a .npy file batch by batch (``--stream``) instead of in memory."""
+    path = Path(spec.dataset)
+    is_npy = path.suffix.lower() == ".npy" and path.is_file()
+    if spec.stream and not is_npy:
+        raise ConfigError(
+            f"--stream reads .npy files batch by batch; {spec.dataset!r} is not one "
+            "(save the array with np.save, or convert a CSV series with aekit.data.streaming.csv_to_npy)"
+        )
+    if spec.stream is not None:
+        return bool(spec.stream)
+    if not is_npy:
+        return False
+    from ..data.streaming import free_memory_bytes
+
+    free = free_memory_bytes()
+    return free is not None and path.stat().st_size > free / 4
+
+
+def prepare_stream(spec: RunSpec) -> PreparedData:
+    """The rows of a .npy file split into training (read batch by batch), validation and test
+    (at most :data:`STREAM_HELD_OUT` each, in memory), with the same seeded split as in memory."""
+    from ..data.streaming import NpyStream
+
+    if spec.fixed_noise:
+        raise ConfigError("--fixed-noise draws every noisy input up front; it cannot stream (drop one of them)")
+    full = NpyStream(spec.dataset, binarize=spec.binarize)
+    n = full.n_rows if spec.n_train is None else min(full.n_rows, spec.n_train)
+    if not 0 <= spec.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {spec.val_fraction}")
+    rng = np.random.default_rng(spec.seed)
+    order = rng.permutation(n)
+    n_test = spec.n_test if spec.n_test is not None else min(STREAM_HELD_OUT, max(1, int(round(n * 0.1))))
+    n_val = min(STREAM_HELD_OUT, int(round(n * spec.val_fraction)))
+    if n - n_test - n_val < 1:
+        raise DataError(f"{spec.dataset} has {n} samples: too few for {n_test} test and {n_val} validation samples")
+    te_idx, va_idx, tr_idx = order[:n_test], order[n_test : n_test + n_val], np.sort(order[n_test + n_val :])
+    train = full.subset(tr_idx)
+    val = None
+    if n_val:
+        v = full.subset(np.sort(va_idx)).__getitems__(range(n_val))
+        val = (v, v)
+    x_te = full.subset(np.sort(te_idx)).to_array()
+    test_in = x_te
+    corruption = parse_corruption(spec.denoise)
+    if corruption is not None:
+        gen = torch.Generator().manual_seed(spec.seed + 7)
+        test_in = corruption(torch.from_numpy(np.ascontiguousarray(x_te)), gen).numpy()
+    pca_rows = np.sort(rng.choice(len(train), size=min(STREAM_HELD_OUT, len(train)), replace=False))
+    clean = train.subset(pca_rows).to_array()
+    path = Path(spec.dataset)
+    ds = Dataset(path.stem, x_te[:0], None, x_te, None,
+                 f"{path.resolve()} (streamed, {len(train):,} training rows read batch by batch)")
+    return PreparedData(train, train, val, test_in, x_te, None, clean, ds)
+
+
+def sample_shape(data: PreparedData) -> tuple[int, ...]:
+    x = data.train_in
+    return tuple(x.sample_shape) if hasattr(x, "sample_shape") else tuple(x.shape[1:])
+
+
 def prepare_data(spec: RunSpec, dataset: Dataset | None = None) -> PreparedData:
     """Load, subset, binarise and split the data as ``spec`` says."""
+    if dataset is None and should_stream(spec):
+        return prepare_stream(spec)
     ds = dataset or load_dataset(spec.dataset)
     if spec.n_train is not None or spec.n_test is not None:
         ds = ds.subset(spec.n_train, spec.n_test)
@@ -115,7 +184,7 @@ def _run_doc(spec: RunSpec, data: PreparedData) -> dict[str, Any]:
         "run": {
             "spec": asdict(spec),
             "dataset": {"name": data.dataset.name, "source": data.dataset.source,
-                        "sample_shape": list(data.train_in.shape[1:])},
+                        "sample_shape": list(sample_shape(data))},
             "preprocessing": {"binarize": spec.binarize, "scale": "[0,1] images"},
             "aekit_version": __version__,
         }
@@ -134,7 +203,7 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``spec`` into run folder ``out``; returns the metrics (also in metrics.json)."""
     out = Path(out)
-    if out.exists() and not resume:
+    if out.exists() and not resume and not is_worker_process():  # distributed: rank 0 checks
         if not overwrite:
             raise RunExistsError(
                 f"run folder {out} already exists; pass --overwrite to replace it, "
@@ -144,16 +213,17 @@ def train_run(
             raise RunExistsError(f"{out} exists and is not a folder; remove it or choose another --out")
     resolve_device(spec.device)  # fail on a bad --device before anything on disk changes
     data = prepare_data(spec, dataset)
-    model = build_model(spec, tuple(data.train_in.shape[1:]))
+    model = build_model(spec, sample_shape(data))
     config = TrainConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, threads=spec.threads,
         device=spec.device, precision=spec.precision, compile=spec.compile, patience=spec.patience,
         fixed_noise=spec.fixed_noise, progress=progress,
     )
     # everything has been validated: only now is an old run replaced
-    if out.exists() and overwrite and not resume:
+    if out.exists() and overwrite and not resume and not is_worker_process():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_worker_process():
+        out.mkdir(parents=True, exist_ok=True)
     doc = _run_doc(spec, data)
     if not resume:
         _write_pending_meta(out, model, doc)
@@ -164,7 +234,9 @@ def train_run(
         metadata={"model_name": model.model_name},
     )
     t0 = time.perf_counter()
-    history = trainer.fit(model, (data.train_in, data.train_target), data.val, resume=resume)
+    streamed = not torch.is_tensor(data.train_in)
+    train = data.train_in if streamed else (data.train_in, data.train_target)
+    history = trainer.fit(model, train, data.val, resume=resume)
     seconds = time.perf_counter() - t0
     model.to("cpu")
     write_dir(out, model, extra=doc)
@@ -180,6 +252,8 @@ def train_run(
         seconds=sum(r.get("seconds", 0.0) for r in history.records) if resume else seconds,
         precision=trainer.precision,
         threads=torch.get_num_threads(),
+        streamed=streamed,
+        processes=trainer.world,
     )
     write_json(out / "metrics.json", metrics)
     if figures:
@@ -306,7 +380,7 @@ def evaluate_run(run: str | Path, dataset: str | None = None) -> dict[str, Any]:
     if dataset:
         spec.dataset = dataset
     data = prepare_data(spec)
-    shape = tuple(data.train_in.shape[1:])
+    shape = sample_shape(data)
     if math.prod(shape) != math.prod(model.input_shape):
         raise DataError(
             f"data set {spec.dataset!r} has samples of shape {shape} but the model in {run} expects "

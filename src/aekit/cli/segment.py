@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from .._utils import atomic_path, write_json
+from .._utils import atomic_path, is_worker_process, write_json
 from ..errors import ConfigError, ModelFileError, ResumeError, RunExistsError
 from ..io.persistence import CHECKPOINT_FILE, read_meta, write_dir
 from ..tasks.segmentation import Segmenter
@@ -130,7 +130,7 @@ def train_cmd(
     else:
         if images is None or masks is None or out is None:
             raise ConfigError("segment train needs --images DIR --masks DIR --out RUN (or --resume RUN)")
-        if out.exists() and not overwrite:
+        if out.exists() and not overwrite and not is_worker_process():  # distributed: rank 0 checks
             raise RunExistsError(f"run folder {out} already exists; pass --overwrite, --resume {out}, or another --out")
         params = dict(
             preset=preset,
@@ -159,7 +159,7 @@ def train_cmd(
     seg = Segmenter(**params, threads=threads, verbose=not quiet, checkpoint=out / CHECKPOINT_FILE)
     seg._check_params()
     data = seg.read(images, masks)  # every file is checked before anything on disk changes
-    if resume is None:
+    if resume is None and not is_worker_process():
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)

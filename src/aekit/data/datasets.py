@@ -9,7 +9,7 @@ from pathlib import Path
 from aekit.data.dataset import Dataset, DatasetInfo
 from aekit.data.named import NAMED_SETS, load_named, named_info
 from aekit.data.userdata import USER_FORMATS, load_user_dataset
-from aekit.errors import DataFileError, DatasetNotFoundError
+from aekit.errors import DataError, DataFileError, DatasetNotFoundError
 
 __all__ = ["DATASET_NAMES", "Dataset", "DatasetInfo", "list_datasets", "load_dataset"]
 
@@ -92,9 +92,16 @@ def load_dataset(
         )
     path = Path(text)
     if path.exists():
-        return load_user_dataset(
-            path, test_size=test_size, random_state=random_state, size=size, channels=channels
-        )
+        try:
+            return load_user_dataset(
+                path, test_size=test_size, random_state=random_state, size=size, channels=channels
+            )
+        except MemoryError as err:
+            size_note = f" ({path.stat().st_size / 2**30:.1f} GB on disk)" if path.is_file() else ""
+            raise DataError(
+                f"{path}{size_note} does not fit in this process's memory ({err}); stream it batch by batch "
+                "instead: save it as a .npy and pass --stream (aekit train), or use aekit.data.streaming"
+            ) from None
     if _looks_like_path(text):
         raise DataFileError(f"{path} does not exist; expected {USER_FORMATS}")
     raise DatasetNotFoundError(

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .. import __version__
-from .._utils import write_json, write_safetensors
+from .._utils import is_worker_process, write_json, write_safetensors
 from ..errors import ConfigError, ModelFileError, RunExistsError
 from ..models import load_weights, model_from_meta, model_meta
 from ..tasks.registry import KINDS
@@ -65,6 +65,8 @@ def write_dir(
     overwrite and directory-level atomicity.
     """
     path = Path(path)
+    if is_worker_process():  # distributed runs: rank 0 writes
+        return path
     path.mkdir(parents=True, exist_ok=True)
     kind, meta, tensors = _state_of(obj)
     digest = _sha256(write_safetensors(path / WEIGHTS_FILE, tensors))
@@ -89,6 +91,13 @@ def staged_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     removed and ``path`` is left as it was, so a failure loses nothing.
     """
     path = Path(path)
+    if is_worker_process():  # distributed runs: rank 0 checks and writes; the others use scratch
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}."))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     if path.exists() and not overwrite:
         raise RunExistsError(f"{path} already exists; choose another path or pass overwrite=True")
     if path.exists() and not path.is_dir():

@@ -7,6 +7,7 @@ owns device, precision, batching, noise, backward, stepping, early stopping and 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from .._utils import cpu_supports_bf16, resolve_device, retain_freed_memory
 from ..errors import ConfigError, DataError, ResumeError, TrainingDivergedError
+from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint, split_prefix
 from .progress import make_progress
 
@@ -124,6 +126,38 @@ def _as_pair(data: Data | None, name: str) -> tuple[Tensor, Tensor] | torch.util
     return x, x
 
 
+class _LazyBatches:
+    """A DataLoader batch sampler over ``Trainer._index_batches``: one epoch, drawn lazily."""
+
+    def __init__(self, steps) -> None:
+        first = next(steps)
+        self.n_steps = first[1]
+        self._items = itertools.chain([first], steps)
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __iter__(self):
+        for _, _, idx in self._items:
+            yield idx.tolist()
+
+
+def _loader_workers(data, device: torch.device) -> dict[str, Any]:
+    """DataLoader options for a Dataset: batched reads for datasets that offer them, background
+    workers when the dataset asks for them (``loader_workers`` attribute), pinned memory for GPUs."""
+    opts: dict[str, Any] = {}
+    workers = int(getattr(data, "loader_workers", 0) or 0)
+    if workers > 0:
+        opts.update(num_workers=workers, persistent_workers=False, prefetch_factor=4)
+    if hasattr(data, "__getitems__"):  # reads a whole batch at once (aekit.data.streaming)
+        from ..data.streaming import stream_collate
+
+        opts["collate_fn"] = stream_collate
+    if device.type == "cuda":
+        opts["pin_memory"] = True
+    return opts
+
+
 def _check_tensor(x: Tensor, name: str) -> Tensor:
     if x.ndim < 2:
         raise DataError(f"{name}: expected a batch of samples (at least 2-D), got shape {tuple(x.shape)}")
@@ -134,6 +168,23 @@ def _check_tensor(x: Tensor, name: str) -> Tensor:
         bad = int((~torch.isfinite(x)).sum())
         raise DataError(f"{name} holds {bad} NaN/inf values; clean or impute them before training")
     return x
+
+
+class _LossModule(nn.Module):
+    """``forward(batch) = model.loss(batch)``: what DistributedDataParallel wraps, so the
+    gradient all-reduce hooks fire for models that define ``loss`` rather than ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
+def _is_comm_error(err: BaseException) -> bool:
+    text = str(err).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection", "peer", "timed out", "broken pipe"))
 
 
 class Trainer:
@@ -168,13 +219,20 @@ class Trainer:
         self.device = torch.device("cpu")
         self.precision = "fp32"
         self.channels_last = False
+        self.rank, self.world = 0, 1
+        self._ddp: nn.Module | None = None
 
     # -- setup -------------------------------------------------------------------------------
     def _setup(self, model: nn.Module) -> None:
         cfg = self.config
+        self.rank, self.world = ddp.rank(), ddp.world_size()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif self.world > 1:  # N processes on one machine share its cores
+            torch.set_num_threads(ddp.default_threads())
         self.device = resolve_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", ddp.local_rank() % torch.cuda.device_count())
         self.channels_last = (
             getattr(model, "prefers_channels_last", False) if cfg.channels_last is None else cfg.channels_last
         )
@@ -192,6 +250,14 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if cfg.compile:
             model.compile()
+        self._ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # rank 0's initial weights are broadcast to every process here
+            self._ddp = DistributedDataParallel(
+                _LossModule(model), device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if self.device.type == "cpu":
             retain_freed_memory()  # no page faults on every step's activations (glibc)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -209,7 +275,16 @@ class Trainer:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda") if prec == "fp16" and self.device.type == "cuda" else None
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and training noise
-        torch.manual_seed(cfg.seed + 1)  # dropout and other global draws inside the model
+        # one process: the same generator draws the noise; several: the permutation must stay
+        # identical on every rank, so each rank draws its noise from its own generator
+        self.local_gen = self.gen if self.world == 1 else torch.Generator()
+        torch.manual_seed(cfg.seed + 1 + 7919 * self.rank)  # dropout and other global draws inside the model
+
+    def _loss(self, model: nn.Module, batch) -> dict[str, Tensor]:
+        """``model.loss(batch)``, through DistributedDataParallel when training on several processes."""
+        if self._ddp is not None and model.training and torch.is_grad_enabled():
+            return self._ddp(batch)
+        return model.loss(batch)
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -254,9 +329,27 @@ class Trainer:
         elif self.checkpoint is not None:
             self._save(model, epoch=0, data_shape=data_shape, best=best, best_state=None, bad_epochs=0)
 
-        bar = make_progress(cfg.progress)
+        bar = make_progress(cfg.progress if self.rank == 0 else False)
+        try:
+            self._loop(model, train_d, val_d, fixed_inputs, data_shape, bar, start_epoch, best, best_state, bad_epochs)
+        except RuntimeError as err:
+            if self.world > 1 and _is_comm_error(err):
+                raise ddp.peer_failure(err) from err
+            raise
+        finally:
+            self._ddp = None
+        if cfg.patience and cfg.restore_best and self._best_state is not None:
+            model.load_state_dict(self._best_state)
+        model.eval()
+        return self.history
+
+    def _loop(self, model, train_d, val_d, fixed_inputs, data_shape, bar, start_epoch, best, best_state, bad_epochs):
+        cfg = self.config
+        self._best_state = best_state
         with bar:
             for epoch in range(start_epoch, cfg.epochs + 1):
+                if self.world > 1:  # per-rank noise, reproducible on resume with the same world size
+                    self.local_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + self.rank)
                 rec = self._train_epoch(model, train_d, fixed_inputs, epoch, bar)
                 if val_d is not None:
                     val_terms = self.evaluate(model, val_d, noise_seed=cfg.seed + 3)
@@ -266,6 +359,7 @@ class Trainer:
                     best, bad_epochs, self.history.best_epoch = monitor, 0, epoch
                     if cfg.patience:
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        self._best_state = best_state
                 else:
                     bad_epochs += 1
                 rec["seconds"] = time.perf_counter() - rec.pop("_t0")
@@ -279,10 +373,6 @@ class Trainer:
                 if stop:
                     self.history.stopped_early = True
                     break
-        if cfg.patience and cfg.restore_best and best_state is not None:
-            model.load_state_dict(best_state)
-        model.eval()
-        return self.history
 
     def _train_epoch(self, model, train_d, fixed_inputs, epoch, bar) -> dict:
         cfg = self.config
@@ -292,7 +382,7 @@ class Trainer:
         n_seen = 0
         for step, n_steps, (xb, yb) in self._batches(train_d, fixed_inputs):
             with self._autocast():
-                terms = model.loss((xb, yb))
+                terms = self._loss(model, (xb, yb))
             loss = terms["loss"]
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
@@ -318,7 +408,12 @@ class Trainer:
             n_seen += b
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + (lval if k == "loss" else float(v.detach())) * b
-            bar.batch(epoch, cfg.epochs, step + 1, n_steps, sums["loss"] / n_seen, n_seen / (time.perf_counter() - t0))
+            bar.batch(epoch, cfg.epochs, step + 1, n_steps, sums["loss"] / n_seen,
+                      n_seen * self.world / (time.perf_counter() - t0))  # all processes, about
+        if self.world > 1:  # the epoch's record covers every process's samples
+            keys = sorted(sums)
+            tot = ddp.all_reduce_sum([sums[k] for k in keys] + [n_seen])
+            sums, n_seen = dict(zip(keys, tot[:-1], strict=True)), int(tot[-1])
         train_seconds = time.perf_counter() - t0
         rec: dict[str, Any] = {"epoch": epoch}
         rec.update({f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()})
@@ -333,28 +428,51 @@ class Trainer:
 
     def _batches(self, data, fixed_inputs):
         """Yield ``(step, n_steps, (inputs, targets))`` on the device, noise applied."""
-        bs = self.config.batch_size
         if isinstance(data, tuple):
             x, y = data
             n = len(x)
-            perm = torch.randperm(n, generator=self.gen)
-            n_steps = math.ceil(n / bs)
             src = fixed_inputs if fixed_inputs is not None else x
-            for step in range(n_steps):
-                idx = perm[step * bs : (step + 1) * bs]
+            steps = self._index_batches(n)
+            for step, n_steps, idx in steps:
                 yb = y[idx]
                 xb = yb if src is y else src[idx]  # autoencoders: inputs are targets, gather once
                 if self.corruption is not None and fixed_inputs is None:
-                    xb = self.corruption(xb, self.gen)
+                    xb = self.corruption(xb, self.local_gen)
                 yield step, n_steps, (self._to_device(xb), self._to_device(yb))
         else:
-            loader = torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True, generator=self.gen)
-            n_steps = len(loader)
+            batches = _LazyBatches(self._index_batches(len(data)))  # no list of N ints for huge data
+            loader = torch.utils.data.DataLoader(
+                data, batch_sampler=batches, **_loader_workers(data, self.device)
+            )
+            n_steps = len(batches)
             for step, item in enumerate(loader):
                 xb, yb = (item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, item))
                 if self.corruption is not None:
-                    xb = self.corruption(yb, self.gen)
+                    xb = self.corruption(yb.float(), self.local_gen)
                 yield step, n_steps, (self._to_device(xb.float()), self._to_device(yb))
+
+    def _index_batches(self, n: int):
+        """Yield ``(step, n_steps, indices)``: a shuffled pass over ``n`` samples in global batches of
+        ``batch_size``, each cut to this process's shard (rows ``rank::world``) when distributed.
+
+        The permutation comes from the shared generator, so it is the same on every process; a
+        last batch with fewer samples than processes is skipped (every process must step).
+        """
+        bs = self.config.batch_size
+        perm = torch.randperm(n, generator=self.gen)
+        n_steps = math.ceil(n / bs)
+        if self.world > 1 and n % bs and n % bs < self.world:
+            n_steps -= 1
+        if n_steps < 1:
+            raise DataError(
+                f"{n} training samples cannot be shared among {self.world} processes; "
+                "use fewer processes (--nproc_per_node) or more data"
+            )
+        for step in range(n_steps):
+            idx = perm[step * bs : (step + 1) * bs]
+            if self.world > 1:
+                idx = idx[self.rank :: self.world]
+            yield step, n_steps, idx
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, data: Data, *, noise_seed: int = 0) -> dict[str, float]:
@@ -366,12 +484,16 @@ class Trainer:
         gen = torch.Generator().manual_seed(noise_seed)
         sums: dict[str, float] = {}
         n = 0
+        world, rank = (ddp.world_size(), ddp.rank()) if self._ddp is not None else (1, 0)
+        ebs = self.config.eval_batch_size
         if isinstance(data, tuple):
             x, y = data
-            chunks = ((x[i : i + self.config.eval_batch_size], y[i : i + self.config.eval_batch_size])
-                      for i in range(0, len(x), self.config.eval_batch_size))
+            if world > 1:  # each process evaluates its slice; the sums are added up below
+                lo, hi = len(x) * rank // world, len(x) * (rank + 1) // world
+                x, y = x[lo:hi], y[lo:hi]
+            chunks = ((x[i : i + ebs], y[i : i + ebs]) for i in range(0, len(x), ebs))
         else:
-            loader = torch.utils.data.DataLoader(data, batch_size=self.config.eval_batch_size)
+            loader = torch.utils.data.DataLoader(data, batch_size=ebs, **_loader_workers(data, self.device))
             chunks = ((it if isinstance(it, (tuple, list)) else (it, it)) for it in loader)
         for xb, yb in chunks:
             if self.corruption is not None:
@@ -382,7 +504,17 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
             n += len(xb)
         model.train(was_training)
+        if world > 1:
+            keys = sorted(self._eval_keys(model, data) if not sums else sums)
+            tot = ddp.all_reduce_sum([sums.get(k, 0.0) for k in keys] + [n])
+            sums, n = dict(zip(keys, tot[:-1], strict=True)), tot[-1]
         return {k: v / n for k, v in sums.items()}
+
+    def _eval_keys(self, model, data) -> list[str]:
+        """Loss term names, for a process whose evaluation slice was empty (tiny validation sets)."""
+        x, y = data
+        with self._autocast():
+            return list(model.loss((self._to_device(x[:1]), self._to_device(y[:1]))).keys())
 
     # -- shapes, checkpoints -----------------------------------------------------------------
     @staticmethod
@@ -405,6 +537,8 @@ class Trainer:
             )
 
     def _save(self, model, epoch, data_shape, best, best_state, bad_epochs, stopped=False) -> None:
+        if self.rank != 0:  # distributed: rank 0 writes the checkpoint
+            return
         tensors = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
         if best_state is not None:
             tensors.update({f"best.{k}": v.detach().cpu() for k, v in best_state.items()})

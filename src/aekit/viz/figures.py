@@ -23,6 +23,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from aekit._utils import is_worker_process
 from aekit.errors import ConfigError, DataError
 
 __all__ = ["image_strip", "latent_map", "loss_curves", "reconstruction_grid"]
@@ -55,6 +56,8 @@ def _check_png_path(path: str | os.PathLike) -> Path:
 
 def _save_png(fig: Figure, path: Path, dpi: float) -> Path:
     """Write ``fig`` to ``path`` atomically: temp file in the same folder, then os.replace."""
+    if is_worker_process():  # distributed runs: figures come from rank 0 only
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:

@@ -80,7 +80,11 @@ class SegmentationTrainer(Trainer):
         n_steps = math.ceil(len(data) / bs)
         for step in range(n_steps):
             n = min(bs, len(data) - step * bs)
-            xb, yb = data.draw(n, self.gen)
+            if self.world > 1:  # this process's share of the global batch, drawn from its own generator
+                n = len(range(self.rank, n, self.world))
+                if n == 0:
+                    n = 1
+            xb, yb = data.draw(n, self.local_gen)
             yield step, n_steps, (self._to_device(xb), yb.to(self.device))
 
     def _check_shapes(self, model, data, name) -> None:
