@@ -151,3 +151,17 @@ def test_trainer_streams_an_image_folder_with_background_workers(tmp_path):
     model = create_model("dense_ae", input_shape=(1, 8, 8), latent_dim=4)
     h = Trainer(TrainConfig(epochs=2, batch_size=8, progress=False)).fit(model, ds)
     assert [r["train_samples"] for r in h] == [40, 40]
+
+
+def test_cli_train_streams_an_image_folder(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    (tmp_path / "imgs").mkdir()
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i:02d}.png")
+    code, text = run_cli(capsys, "train", "--dataset", tmp_path / "imgs", "--stream", "--epochs", "1",
+                         "--threads", "1", "--binarize", "0.5", "--out", tmp_path / "run", "--quiet")
+    assert code == 0, text
+    import json
+
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["streamed"] is True and m["n_test"] == 6

@@ -78,9 +78,9 @@ def should_stream(spec: RunSpec) -> bool:
     """Whether ``spec`` trains from a .npy file batch by batch (``--stream``) instead of in memory."""
     path = Path(spec.dataset)
     is_npy = path.suffix.lower() == ".npy" and path.is_file()
-    if spec.stream and not is_npy:
+    if spec.stream and not (is_npy or path.is_dir()):
         raise ConfigError(
-            f"--stream reads .npy files batch by batch; {spec.dataset!r} is not one "
+            f"--stream reads .npy files and image folders batch by batch; {spec.dataset!r} is neither "
             "(save the array with np.save, or convert a CSV series with aekit.data.streaming.csv_to_npy)"
         )
     if spec.stream is not None:
@@ -94,14 +94,18 @@ def should_stream(spec: RunSpec) -> bool:
 
 
 def prepare_stream(spec: RunSpec) -> PreparedData:
-    """The rows of a .npy file split into training (read batch by batch), validation and test
-    (at most :data:`STREAM_HELD_OUT` each, in memory), with the same seeded split as in memory."""
-    from ..data.streaming import NpyStream
+    """The rows of a .npy file (or the images of a folder) split into training (read batch by
+    batch), validation and test (at most :data:`STREAM_HELD_OUT` each, in memory)."""
+    from ..data.streaming import ImageFolderStream, NpyStream
 
     if spec.fixed_noise:
         raise ConfigError("--fixed-noise draws every noisy input up front; it cannot stream (drop one of them)")
-    full = NpyStream(spec.dataset, binarize=spec.binarize)
-    n = full.n_rows if spec.n_train is None else min(full.n_rows, spec.n_train)
+    if Path(spec.dataset).is_dir():
+        full = ImageFolderStream(spec.dataset)
+        full.binarize = spec.binarize
+    else:
+        full = NpyStream(spec.dataset, binarize=spec.binarize)
+    n = len(full) if spec.n_train is None else min(len(full), spec.n_train)
     if not 0 <= spec.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {spec.val_fraction}")
     rng = np.random.default_rng(spec.seed)
@@ -114,7 +118,7 @@ def prepare_stream(spec: RunSpec) -> PreparedData:
     train = full.subset(tr_idx)
     val = None
     if n_val:
-        v = full.subset(np.sort(va_idx)).__getitems__(range(n_val))
+        v = torch.from_numpy(full.subset(np.sort(va_idx)).to_array())
         val = (v, v)
     x_te = full.subset(np.sort(te_idx)).to_array()
     test_in = x_te
@@ -125,8 +129,8 @@ def prepare_stream(spec: RunSpec) -> PreparedData:
     pca_rows = np.sort(rng.choice(len(train), size=min(STREAM_HELD_OUT, len(train)), replace=False))
     clean = train.subset(pca_rows).to_array()
     path = Path(spec.dataset)
-    ds = Dataset(path.stem, x_te[:0], None, x_te, None,
-                 f"{path.resolve()} (streamed, {len(train):,} training rows read batch by batch)")
+    ds = Dataset(path.stem if path.is_file() else path.name, x_te[:0], None, x_te, None,
+                 f"{path.resolve()} (streamed, {len(train):,} training samples read batch by batch)")
     return PreparedData(train, train, val, test_in, x_te, None, clean, ds)
 
 

@@ -248,12 +248,29 @@ class ImageFolderStream(TorchDataset):
         first = read_image(self.files[0], size=self.size, channels=self.channels)
         self.sample_shape = tuple(first.shape)
         self.loader_workers = int(workers)
+        self.binarize: float | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageFolderStream:
+        """A view of some of the images (positions into this dataset)."""
+        sub = ImageFolderStream.__new__(ImageFolderStream)
+        sub.__dict__.update(self.__dict__)
+        idx = np.asarray(indices, dtype=np.int64)
+        sub.files = [self.files[i] for i in idx.tolist()]
+        sub.labels = None if self.labels is None else self.labels[idx]
+        return sub
+
+    def to_array(self, max_rows: int | None = None) -> np.ndarray:
+        """The first ``max_rows`` images (default all) in memory, as float32 (N, C, H, W)."""
+        n = len(self) if max_rows is None else min(len(self), max_rows)
+        return torch.stack([self[i] for i in range(n)]).numpy() if n else np.zeros((0, *self.sample_shape), np.float32)
+
     def __getitem__(self, i: int) -> torch.Tensor:
         img = self._read(self.files[i], size=self.size, channels=self.channels)
+        if self.binarize is not None:
+            img = (img >= self.binarize).astype(np.float32)
         if img.shape != self.sample_shape:
             raise DataError(
                 f"{self.files[i]} is {img.shape[1]}x{img.shape[2]} with {img.shape[0]} channel(s), but "
