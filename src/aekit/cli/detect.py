@@ -204,6 +204,17 @@ def _table_summary(scores: np.ndarray, flags: np.ndarray, threshold: float, labe
     return out
 
 
+def _long_series(data: Path, columns: list[str] | None):
+    """A series on disk (``--stream``): a .npy as is, a CSV converted once to a cached .npy beside it."""
+    from ..tasks.anomaly import LongSeries
+
+    if data.suffix.lower() == ".npy":
+        return LongSeries.from_npy(data, columns)
+    if data.suffix.lower() != ".csv":
+        raise ConfigError(f"--stream reads a series from a .csv or a .npy (n_steps, channels), not {data.name}")
+    return LongSeries.from_csv(data, columns=columns)
+
+
 def _score_all(det, d: DetectData) -> tuple[SeriesResult | None, np.ndarray, np.ndarray, dict[str, Any]]:
     """Scores, flags and the printed/JSON summary of ``d`` (the series result for series)."""
     if d.kind == "series":
@@ -224,6 +235,20 @@ def _write_table_scores(path: Path, scores: np.ndarray, flags: np.ndarray) -> No
 
 
 def _figure(path: Path, det, data: DetectData, scores, flags, result: SeriesResult | None, title: str) -> Path:
+    from ..tasks.anomaly import LongSeries
+
+    if isinstance(data.series, LongSeries):  # a long series: at most 20,000 readings, scores max-pooled
+        ls = data.series
+        edges = np.linspace(0, ls.n, min(ls.n, 20_000) + 1).astype(np.int64)
+        pick = edges[:-1]
+        pooled = np.maximum.reduceat(scores, pick)
+        vals = ls._rows.read_rows(pick).astype(np.float64)
+        return series_figure(
+            path, vals, pooled, threshold=float(det.threshold_.value), timestamps=pick,
+            flags=np.maximum.reduceat(flags.astype(np.int8), pick).astype(bool), columns=list(ls.columns),
+            title=title + (f" (every {ls.n // len(pick):,}th reading; scores: maximum per bucket)"
+                           if len(pick) < ls.n else ""),
+        )
     if data.kind == "series":
         s = data.series
         return series_figure(
@@ -321,6 +346,10 @@ def fit_cmd(
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)"),
     overwrite: bool = typer.Option(False, help="replace an existing run folder"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    stream: bool = typer.Option(
+        False, "--stream", help="series longer than memory: convert the CSV once to a cached .npy beside it and "
+        "read it in blocks (rows evenly spaced, in order, without gaps)",
+    ),
 ) -> None:
     """Train a detector on (mostly) normal data and calibrate its alarm threshold.
 
@@ -330,9 +359,17 @@ def fit_cmd(
 
     if out.exists() and not overwrite and not is_worker_process():  # distributed: rank 0 checks
         raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite")
-    d = load_detect_data(data, kind=kind, columns=_split_columns(columns), label_column=label_column,
-                         windows=windows, max_gap=max_gap)
-    train = _train_part(d, train_until)
+    if stream:
+        bad = [n for n, v in (("--label-column", label_column), ("--windows", windows), ("--train-until", train_until),
+                               ("--contamination", contamination)) if v is not None]
+        if bad or kind == "table":
+            raise ConfigError(f"--stream fits series detectors on unlabelled series; drop {', '.join(bad) or '--kind'}")
+        d = DetectData("series", data, columns=_split_columns(columns))
+        train = d
+    else:
+        d = load_detect_data(data, kind=kind, columns=_split_columns(columns), label_column=label_column,
+                             windows=windows, max_gap=max_gap)
+        train = _train_part(d, train_until)
     ep: int | str = "auto" if epochs == "auto" else _int_option("--epochs", epochs)
     common = dict(model=model, latent_dim=latent_dim, epochs=ep, batch_size=batch_size, lr=lr,
                   contamination=contamination, val_fraction=val_fraction, seed=seed, threads=threads,
@@ -348,7 +385,11 @@ def fit_cmd(
             min_event_gap="auto" if min_event_gap == "auto" else _int_option("--min-event-gap", min_event_gap, low=0),
             threshold=threshold or "fpr:0.001", **common,
         )
-        det.fit(train.series, train.labels)
+        if stream:
+            d.series = _long_series(data, d.columns)
+            det.fit(d.series)
+        else:
+            det.fit(train.series, train.labels)
     else:
         det = AnomalyDetector(threshold=threshold or "fpr:0.01", **common)
         det.fit(train.X, train.labels)
@@ -404,6 +445,7 @@ def score_cmd(
     windows: Path | None = typer.Option(None, help="labelled windows JSON (series), for the NAB-style report"),
     figure: Path | None = typer.Option(None, help="figure path (default: OUT with .png)"),
     overwrite: bool = typer.Option(False, help="replace existing output files"),
+    stream: bool = typer.Option(False, "--stream", help="a series longer than memory, read in blocks (see detect fit)"),
 ) -> None:
     """Score data with a trained detector: per-row or per-time-step scores, flags and events.
 
@@ -427,8 +469,13 @@ def score_cmd(
     det = load(run)
     kind = "series" if doc["kind"] == "series_anomaly_detector" else "table"
     columns = det.columns_ if kind == "series" else (doc.get("data", {}).get("columns") or None)
-    d = load_detect_data(data, kind=kind, columns=columns, label_column=label_column, windows=windows,
-                         max_gap=getattr(det, "max_gap", 3), freq=getattr(det, "freq_", "auto"))
+    if stream:
+        if kind != "series" or label_column or windows:
+            raise ConfigError("--stream scores series detectors on unlabelled series (no --label-column/--windows)")
+        d = DetectData("series", data, columns=list(columns), series=_long_series(data, list(columns)))
+    else:
+        d = load_detect_data(data, kind=kind, columns=columns, label_column=label_column, windows=windows,
+                             max_gap=getattr(det, "max_gap", 3), freq=getattr(det, "freq_", "auto"))
     t0 = time.perf_counter()
     result, scores, flags, summary = _score_all(det, d)
     summary["score_seconds"] = round(time.perf_counter() - t0, 3)

@@ -8,12 +8,14 @@ contamination, or labelled anomalies (``"f1"``); see :mod:`.thresholds`.
 
 from .detector import AnomalyDetector
 from .evaluation import Event, average_precision, best_f1, binary_report, find_events, nab_score, roc_auc, window_report
+from .long_series import LongSeries
 from .series import SeriesAnomalyDetector, SeriesResult, SeriesStream, StreamUpdate
 from .thresholds import Threshold, fit_threshold
 
 __all__ = [
     "AnomalyDetector",
     "Event",
+    "LongSeries",
     "SeriesAnomalyDetector",
     "SeriesResult",
     "SeriesStream",

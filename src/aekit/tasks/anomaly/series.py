@@ -39,6 +39,7 @@ from .detector import (
     resolve_model_name,
 )
 from .evaluation import Event, event_ids, find_events
+from .long_series import LongSeries
 from .thresholds import Threshold, fit_threshold
 
 POINT_SCORES = ("mean", "last")
@@ -296,6 +297,8 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         """
         self._check_params()
         spec = check_threshold_params(self.threshold, self.contamination)
+        if isinstance(X, LongSeries):
+            return self._fit_long(X, y, spec)
         s = self._series(X, timestamps, fitting=True)
         labels = check_labels(y, len(s.values)) if y is not None else None
         if labels is not None and len(labels) != s.n:
@@ -334,17 +337,7 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(train))
         n_val = int(len(train) * 0.1) if self.patience and len(train) >= 50 else 0
-        per_epoch = max(1, math.ceil((len(train) - n_val) / self.batch_size))
-        epochs = self.epochs
-        if epochs == "auto":
-            epochs = int(min(300, max(5, math.ceil(self.steps / per_epoch))))
-        if not (isinstance(epochs, int) and epochs >= 1):
-            raise ConfigError(f"epochs must be a positive integer or 'auto', got {self.epochs!r}")
-        config = TrainConfig(
-            epochs=epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            optimizer="adamw" if self.weight_decay else "adam", seed=self.seed, device=self.device,
-            threads=self.threads, patience=self.patience, progress=None if self.verbose else False,
-        )
+        config = self._train_config(self._epochs(len(train) - n_val))
         t = torch.from_numpy(train)
         tr, va = torch.from_numpy(order[n_val:]), torch.from_numpy(order[:n_val])
         val = (t[va], t[va]) if n_val else None
@@ -379,6 +372,75 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
                 stacklevel=2,
             )
         return self
+
+    def _fit_long(self, X: LongSeries, y, spec: str):
+        """``fit`` on a series on disk: chunked statistics, windows read per batch, block scores."""
+        from .long_series import _chunked_moments, raw_point_scores, training_windows
+
+        if y is not None:
+            raise ConfigError("labels (y) are not supported with a LongSeries yet; fit on normal data")
+        W, n = int(self.window), X.n
+        n_cal = int(round(n * self.val_fraction))
+        if n_cal and n_cal < W:
+            n_cal = min(W, n - W) if n - W >= W else 0
+        n_train = n - n_cal
+        check_window(n_train, W, 1, what="training part of the series")
+        self.columns_, self.step_, self.freq_ = list(X.columns), None, None
+        center, std = _chunked_moments(X, 0, n_train)
+        varies = _varies(std, center)
+        self.center_ = center.astype(np.float32)
+        self.constant_channels_ = [c for c, v in zip(self.columns_, varies, strict=True) if not v]
+        self.scale_ = np.where(varies, std, 1.0).astype(np.float32)
+        starts = np.arange(0, n_train - W + 1, self._train_stride(n_train))
+        seed_everything(self.seed)
+        model = self._build_model(X.n_channels)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(starts))
+        n_val = int(len(starts) * 0.1) if self.patience and len(starts) >= 50 else 0
+        epochs = self._epochs(len(starts) - n_val)
+        config = self._train_config(epochs)
+        train = training_windows(self, X, n_train, starts[order[n_val:]])
+        val = None
+        if n_val:
+            v = training_windows(self, X, n_train, starts[order[:n_val]]).__getitems__(range(n_val))
+            val = (v, v)
+        self.history_ = Trainer(config, corruption=parse_corruption(self.noise)).fit(model, train, val).records
+        self.model_ = model.cpu().eval()
+        self.n_train_windows_ = int(len(starts))
+        scores = trailing_mean(raw_point_scores(self, X), self.smooth_steps_)
+        sel = np.arange(n_train) if spec.startswith("contamination") or not n_cal else np.arange(n_train, n)
+        th = fit_threshold(spec, scores[sel], labels=None, points_per_day=None)
+        where = "held-out end of the series" if n_cal and not spec.startswith("contamination") else "training part"
+        self._set_threshold(Threshold(th.method, th.value, th.spec, {**th.details, "calibrated_on": where}))
+        self.n_train_points_, self.n_calibration_points_ = int(n_train), int(n - n_train)
+        self.train_flag_rate_ = float((scores[:n_train] > th.value).mean())
+        return self
+
+    def _epochs(self, n_windows: int) -> int:
+        per_epoch = max(1, math.ceil(n_windows / self.batch_size))
+        epochs = self.epochs
+        if epochs == "auto":
+            epochs = int(min(300, max(5, math.ceil(self.steps / per_epoch))))
+        if not (isinstance(epochs, int) and epochs >= 1):
+            raise ConfigError(f"epochs must be a positive integer or 'auto', got {self.epochs!r}")
+        return epochs
+
+    def _train_config(self, epochs: int) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            optimizer="adamw" if self.weight_decay else "adam", seed=self.seed, device=self.device,
+            threads=self.threads, patience=self.patience, progress=None if self.verbose else False,
+        )
+
+    def _check_long(self, X: LongSeries) -> None:
+        self._check_fitted()
+        if X.n_channels != len(self.columns_):
+            raise DataError(
+                f"the series has {X.n_channels} channels {X.columns} but the detector was trained on "
+                f"{len(self.columns_)}: {self.columns_}; pass the same columns"
+            )
+        if self.step_ is not None:
+            raise DataError("the detector was trained on a series with timestamps; a LongSeries has none")
 
     def _train_stride(self, n_train: int) -> int:
         if self.stride != "auto":
@@ -435,6 +497,11 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
 
     def anomaly_score(self, X, *, timestamps=None) -> np.ndarray:
         """Anomaly score per time step, shape (n,): *higher = more anomalous*."""
+        if isinstance(X, LongSeries):
+            from .long_series import raw_point_scores
+
+            self._check_long(X)
+            return trailing_mean(raw_point_scores(self, X), self.smooth_steps_)
         s = self._series(X, timestamps)
         return self._point_scores(self._scale(s.values))[0]
 
@@ -444,7 +511,16 @@ class SeriesAnomalyDetector(_ThresholdMixin, OutlierMixin, BaseEstimator):
         return np.where(r.flags, -1, 1)
 
     def detect(self, X, *, timestamps=None) -> SeriesResult:
-        """Score, flag and group into events: a :class:`SeriesResult` (``to_csv`` writes it)."""
+        """Score, flag and group into events: a :class:`SeriesResult` (``to_csv`` writes it).
+
+        For a :class:`LongSeries` the result holds no readings (``values`` has no columns).
+        """
+        if isinstance(X, LongSeries):
+            scores = self.anomaly_score(X)
+            flags = scores > self.threshold_.value
+            events = find_events(flags, scores, min_gap=self.event_gap_steps_)
+            return SeriesResult(None, np.zeros((X.n, 0), np.float32), list(X.columns), scores,
+                                float(self.threshold_.value), flags, np.zeros(X.n, bool), events)
         s = self._series(X, timestamps)
         scores, _ = self._point_scores(self._scale(s.values))
         flags = (scores > self.threshold_.value) & ~s.gap
