@@ -204,3 +204,36 @@ def test_inference_runs_conv_nets_channels_last_with_the_same_numbers(x):
     assert got.shape == expected.shape and got.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert model.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_losses_read_back_in_groups_match_per_step(monkeypatch, digits):
+    """The GPU path reads the loss terms of several steps at once: same history, same NaN stop."""
+    import aekit.training.trainer as tr
+
+    x = torch.from_numpy(digits.x_train[:300])
+    runs = []
+    for every in (1, 7):
+        monkeypatch.setattr(tr, "SYNC_EVERY_CPU", every)
+        torch.manual_seed(0)
+        model = create_model("dense_ae", input_shape=(1, 8, 8), latent_dim=4)
+        runs.append(Trainer(TrainConfig(epochs=2, batch_size=32, progress=False)).fit(model, x).records)
+    for a, b in zip(*runs, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+        assert a["train_samples"] == b["train_samples"]
+    monkeypatch.setattr(tr, "SYNC_EVERY_CPU", 4)
+    model = create_model("dense_ae", input_shape=(1, 8, 8), latent_dim=4)
+    with torch.no_grad():
+        model.enc[0].weight.mul_(float("inf"))  # the first forward pass gives NaN
+    with pytest.raises(TrainingDivergedError, match="epoch 1, batch 1"):
+        Trainer(TrainConfig(epochs=1, batch_size=32, progress=False)).fit(model, x)
+
+
+def test_a_callback_can_stop_training(digits):
+    x = torch.from_numpy(digits.x_train[:200])
+
+    def enough(trainer, rec):
+        trainer.should_stop = rec["epoch"] >= 2
+
+    model = create_model("dense_ae", input_shape=(1, 8, 8), latent_dim=4)
+    h = Trainer(TrainConfig(epochs=10, batch_size=32, progress=False), callbacks=[enough]).fit(model, x)
+    assert len(h) == 2 and h.stopped_early

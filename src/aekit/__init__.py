@@ -7,6 +7,15 @@ name; tasks follow scikit-learn conventions; everything saves as safetensors + J
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP worker threads that sleep, not spin, while they wait for work. torch's default (spinning)
+# collapses when another process wants the same cores: measured on this 2-core machine under load,
+# hinton2006 on 2 threads went from 184 to 3,531 samples/s. Read once when torch loads OpenMP, so
+# it only takes effect when aekit is imported before torch (the CLI always is); set the variable
+# yourself to choose otherwise. See benchmarks/scaling.py for the idle-machine comparison.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import errors  # noqa: E402
 from ._utils import seed_everything  # noqa: E402
 from .io import load, save  # noqa: E402

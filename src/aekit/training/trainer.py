@@ -27,6 +27,10 @@ from .checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save
 from .progress import make_progress
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: steps whose losses are read back together on GPUs (one host-device synchronisation); on CPUs
+#: every step's loss is read at once (free there), so a NaN stops training before its step
+SYNC_EVERY = 32
+SYNC_EVERY_CPU = 1
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -198,8 +202,11 @@ class Trainer:
         per epoch unless ``config.fixed_noise``); targets stay clean. See :mod:`aekit.data.noise`.
     checkpoint : path, optional
         File to checkpoint into after every epoch (and at the start), atomically.
-    callbacks : sequence of callables ``cb(trainer, record)`` called after every epoch.
+    callbacks : sequence of callables ``cb(trainer, record)`` called after every epoch; one may
+        set ``trainer.should_stop = True`` to end training after this epoch (recorded as an early stop).
     """
+
+    _sync_every = 1  # set by _setup (SYNC_EVERY_CPU / SYNC_EVERY)
 
     def __init__(
         self,
@@ -274,6 +281,7 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda") if prec == "fp16" and self.device.type == "cuda" else None
+        self._sync_every = SYNC_EVERY_CPU if self.device.type == "cpu" else SYNC_EVERY
         self.gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and training noise
         # one process: the same generator draws the noise; several: the permutation must stay
         # identical on every rank, so each rank draws its noise from its own generator
@@ -366,8 +374,10 @@ class Trainer:
                 self.history.records.append(rec)
                 bar.epoch_done(rec, cfg.epochs)
                 stop = bool(cfg.patience and bad_epochs >= cfg.patience)
+                self.should_stop = False
                 for cb in self.callbacks:  # before the checkpoint, so e.g. lr changes are saved
                     cb(self, rec)
+                stop = stop or bool(self.should_stop)  # a callback may end training (as Keras' stop_training)
                 if self.checkpoint is not None:
                     self._save(model, epoch, data_shape, best, best_state, bad_epochs, stopped=stop)
                 if stop:
@@ -380,6 +390,34 @@ class Trainer:
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         n_seen = 0
+        # on a GPU, reading the loss back every step stalls the pipeline: the loss terms of up to
+        # `sync_every` steps are read (and checked for NaN) in one transfer instead
+        sync_every = self._sync_every
+        pending: list[tuple[int, int, dict[str, Tensor]]] = []
+
+        def diverged(lval: float, step: int) -> TrainingDivergedError:
+            where = f" (last good checkpoint kept in {self.checkpoint})" if self.checkpoint else ""
+            return TrainingDivergedError(
+                f"the loss became {lval} at epoch {epoch}, batch {step + 1}{where}; "
+                "lower the learning rate (--lr), set grad_clip, or check the data for extreme values"
+            )
+
+        def flush(n_steps: int) -> None:
+            nonlocal n_seen
+            keys = list(pending[0][2])
+            rows = torch.stack([torch.stack([t[k].float().reshape(()) for k in keys]) for _, _, t in pending])
+            for (stp, b, _), row in zip(pending, rows.cpu().tolist(), strict=True):
+                terms_v = dict(zip(keys, row, strict=True))
+                if not math.isfinite(terms_v["loss"]):
+                    raise diverged(terms_v["loss"], stp)
+                n_seen += b
+                for k, v in terms_v.items():
+                    sums[k] = sums.get(k, 0.0) + v * b
+            last = pending[-1][0]
+            pending.clear()
+            bar.batch(epoch, cfg.epochs, last + 1, n_steps, sums["loss"] / n_seen,
+                      n_seen * self.world / (time.perf_counter() - t0))
+
         for step, n_steps, (xb, yb) in self._batches(train_d, fixed_inputs):
             with self._autocast():
                 terms = self._loss(model, (xb, yb))
@@ -392,19 +430,21 @@ class Trainer:
                 loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            lval = float(loss.detach())
-            if not math.isfinite(lval):
-                where = f" (last good checkpoint kept in {self.checkpoint})" if self.checkpoint else ""
-                raise TrainingDivergedError(
-                    f"the loss became {lval} at epoch {epoch}, batch {step + 1}{where}; "
-                    "lower the learning rate (--lr), set grad_clip, or check the data for extreme values"
-                )
+            if sync_every == 1:
+                lval = float(loss.detach())
+                if not math.isfinite(lval):
+                    raise diverged(lval, step)
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 self.optimizer.step()
             b = len(xb)
+            if sync_every > 1:
+                pending.append((step, b, {k: v.detach() for k, v in terms.items()}))
+                if len(pending) >= sync_every or step + 1 == n_steps:
+                    flush(n_steps)
+                continue
             n_seen += b
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + (lval if k == "loss" else float(v.detach())) * b
