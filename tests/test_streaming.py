@@ -165,3 +165,17 @@ def test_cli_train_streams_an_image_folder(tmp_path, capsys):
 
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["streamed"] is True and m["n_test"] == 6
+
+
+def test_a_file_too_big_for_memory_says_to_stream(images_u8, monkeypatch):
+    import aekit.data.arrayfile as af
+    from aekit.data import load_dataset
+
+    path, _ = images_u8
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.1 GiB")
+
+    monkeypatch.setattr(af.np, "load", no_memory)
+    with pytest.raises(DataError, match="does not fit in this process's memory.*--stream"):
+        load_dataset(str(path))

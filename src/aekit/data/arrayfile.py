@@ -46,6 +46,8 @@ def load_array_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise DataFileError(f"{path} does not exist (or is not a file)")
     try:
         loaded = np.load(path, allow_pickle=False)
+    except MemoryError:  # not a damaged file: too big for memory (aekit.data.load_dataset says so)
+        raise
     except Exception as exc:  # numpy raises ValueError, OSError, EOFError, BadZipFile, ...
         raise _error(path, exc) from exc
     if isinstance(loaded, np.ndarray):
@@ -53,5 +55,7 @@ def load_array_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with loaded:
             return {key: loaded[key] for key in loaded.files}
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _error(path, exc) from exc
