@@ -146,6 +146,25 @@ class _LazyBatches:
             yield idx.tolist()
 
 
+def _resident(train, fixed, val, device: torch.device, share: float = 0.4):
+    """Move in-memory training (and validation) tensors to ``device`` when they take less than
+    ``share`` of its free memory; otherwise leave them on the host (batches are copied per step)."""
+    tensors = {id(t): t for t in (*train, fixed, *(val if isinstance(val, tuple) else ())) if torch.is_tensor(t)}
+    need = sum(t.nbytes for t in tensors.values() if t.device.type != device.type)
+    try:
+        free = torch.cuda.mem_get_info(device)[0]
+    except (RuntimeError, AttributeError):  # pragma: no cover - no CUDA
+        return train, fixed, val
+    if need == 0 or need > share * free:
+        return train, fixed, val
+    moved = {k: t.to(device) for k, t in tensors.items()}  # inputs that are the targets stay one tensor
+
+    def mv(t):
+        return moved[id(t)] if torch.is_tensor(t) else t
+
+    return tuple(map(mv, train)), mv(fixed), tuple(map(mv, val)) if isinstance(val, tuple) else val
+
+
 def _loader_workers(data, device: torch.device) -> dict[str, Any]:
     """DataLoader options for a Dataset: batched reads for datasets that offer them, background
     workers when the dataset asks for them (``loader_workers`` attribute), pinned memory for GPUs."""
@@ -207,6 +226,7 @@ class Trainer:
     """
 
     _sync_every = 1  # set by _setup (SYNC_EVERY_CPU / SYNC_EVERY)
+    _index_device = torch.device("cpu")  # where batch indices go: the data's device
 
     def __init__(
         self,
@@ -330,6 +350,9 @@ class Trainer:
         if self.corruption is not None and cfg.fixed_noise and isinstance(train_d, tuple):
             # the tutorial draws one noisy copy before training and reuses it every epoch
             fixed_inputs = self.corruption(train_d[1], torch.Generator().manual_seed(cfg.seed + 2))
+        if self.device.type == "cuda" and isinstance(train_d, tuple):
+            # in-memory data that fits on the GPU moves there once: no gather and copy per batch
+            train_d, fixed_inputs, val_d = _resident(train_d, fixed_inputs, val_d, self.device)
 
         if resume and self.checkpoint is not None and self.checkpoint.exists():
             # a finished or early-stopped run restores to start_epoch > epochs: nothing to train
@@ -472,6 +495,7 @@ class Trainer:
             x, y = data
             n = len(x)
             src = fixed_inputs if fixed_inputs is not None else x
+            self._index_device = x.device  # data resident on a GPU are gathered there
             steps = self._index_batches(n)
             for step, n_steps, idx in steps:
                 yb = y[idx]
@@ -480,6 +504,7 @@ class Trainer:
                     xb = self.corruption(xb, self.local_gen)
                 yield step, n_steps, (self._to_device(xb), self._to_device(yb))
         else:
+            self._index_device = torch.device("cpu")
             batches = _LazyBatches(self._index_batches(len(data)))  # no list of N ints for huge data
             loader = torch.utils.data.DataLoader(
                 data, batch_sampler=batches, **_loader_workers(data, self.device)
@@ -512,7 +537,7 @@ class Trainer:
             idx = perm[step * bs : (step + 1) * bs]
             if self.world > 1:
                 idx = idx[self.rank :: self.world]
-            yield step, n_steps, idx
+            yield step, n_steps, idx.to(self._index_device, non_blocking=True)
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, data: Data, *, noise_seed: int = 0) -> dict[str, float]:
