@@ -361,6 +361,7 @@ def vae_run(tmp_path_factory):
 
 
 def test_cli_sample_interpolate_and_nll(vae_run, tmp_path, capsys):
+    assert (vae_run / "samples.png").stat().st_size > 5_000  # the run folder shows samples from the prior
     code, text = run_cli(capsys, "sample", vae_run, "--n", 16, "--out", tmp_path / "grid.png")
     assert code == 0 and (tmp_path / "grid.png").is_file(), text
     code, _ = run_cli(capsys, "sample", vae_run, "--n", 5, "--out", tmp_path / "s.npy")

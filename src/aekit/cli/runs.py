@@ -339,6 +339,13 @@ def write_figures(out: Path, model, data: PreparedData, records: list[dict], spe
     labels = data.test_labels[:k] if data.test_labels is not None else None
     paths.append(latent_map(codes, out / "latent.png", labels=labels,
                             class_names=data.dataset.class_names))
+    if callable(getattr(model, "sample", None)) and len(getattr(model, "input_shape", ())) == 3:
+        # generative models: what they draw from the prior, beside what they reconstruct
+        from ..viz.generative import sample_grid
+
+        with torch.no_grad():
+            imgs = model.sample(64, generator=torch.Generator().manual_seed(spec.seed)).float().cpu().numpy()
+        paths.append(sample_grid(imgs, out / "samples.png", title=f"{spec.model}: 64 samples from the prior"))
     return paths
 
 
