@@ -305,6 +305,9 @@ def test_anomaly_detector_scores_with_the_negative_elbo(binary_digits):
     with torch.inference_mode():
         own = det.model_.anomaly_score(torch.from_numpy(X)).double().numpy()
     np.testing.assert_allclose(scores, own, rtol=1e-6)  # the score is the model's negative ELBO
+    with torch.inference_mode():  # and a sample's score does not depend on its batch
+        alone = det.model_.anomaly_score(torch.from_numpy(X[[5, 3]])).double().numpy()
+    np.testing.assert_allclose(alone, own[[5, 3]], rtol=1e-5)
     y = np.r_[np.zeros(len(x_test)), np.ones(len(outliers))]
     assert roc_auc_score(y, scores) > 0.95
     assert (det.predict(outliers) == -1).mean() > 0.9

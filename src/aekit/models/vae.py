@@ -335,14 +335,19 @@ class VAE(Autoencoder):
     @torch.no_grad()
     def anomaly_score(self, x: Tensor, *, n_samples: int = 4, seed: int = 0) -> Tensor:
         """Negative ELBO per sample in nats (KL in closed form, ``n_samples`` draws for the
-        reconstruction term, from a fixed ``seed`` so scores are repeatable): *higher = more
-        anomalous*. Shape (B,)."""
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        reconstruction term): *higher = more anomalous*. Shape (B,).
+
+        The draws are the same ``n_samples`` standard-normal vectors for every sample (from
+        ``seed``), so a sample's score does not depend on the batch it is scored in, nor on its
+        position there.
+        """
+        gen = torch.Generator().manual_seed(seed)
         mean, logvar = self.posterior(x)
+        eps = torch.randn((n_samples, mean.shape[1]), generator=gen).to(mean.device, mean.dtype)
+        std = (0.5 * logvar).exp()
         rec = torch.zeros(len(x), device=x.device)
-        for _ in range(n_samples):
-            z = self.reparameterize(mean, logvar, gen)
-            rec -= self.log_likelihood(self.decode(z), x)
+        for k in range(n_samples):
+            rec -= self.log_likelihood(self.decode(mean + std * eps[k]), x)
         return rec / n_samples + self.kl_divergence(mean, logvar)
 
 
