@@ -266,6 +266,37 @@ def test_sentiment_rae_bad_input(rae):
     assert rae.predict(["ünknöwn wörds 😀 !!"]).shape == (1,)  # unknown words and symbols are <unk>
 
 
+def test_sentiment_rae_ensemble_averages_members(tmp_path):
+    sents, y = _toy_sentiment(96, 7)
+    ens = SentimentRAE(n_models=2, epochs=1, batch_size=32, lr=1e-2, threads=1).fit(sents, y)
+    assert len(ens.models_) == 2 and ens.model_ is ens.models_[0]
+    w0, w1 = (m.embed.weight for m in ens.models_)
+    assert not torch.allclose(w0, w1)  # each member starts from its own random word vectors
+    assert ens.coef_.shape == (2, 1, 100) and ens.feature_mean_.shape == (2, 100)
+    assert {r["member"] for r in ens.history_} == {0, 1}
+    test, _ = _toy_sentiment(12, 8)
+    per_member = ens.member_proba(test)
+    assert per_member.shape == (2, 12, 2) and not np.allclose(per_member[0], per_member[1])
+    np.testing.assert_allclose(ens.predict_proba(test), per_member.mean(0))
+    p = ens.predict_proba(test)[:, 1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-ens.decision_function(test))), p, rtol=1e-6)
+    assert ens.transform(test).shape == (12, 200)
+    aekit.save(ens, tmp_path / "ens")
+    back = aekit.load(tmp_path / "ens")
+    np.testing.assert_allclose(back.predict_proba(test), ens.predict_proba(test), rtol=1e-6)
+    with pytest.raises(ConfigError, match="n_models"):
+        SentimentRAE(n_models=0).fit(sents, y)
+
+
+def test_sentiment_rae_reads_single_model_files(rae):
+    """Files written before ensembles hold 2-D classifier arrays; they load as a one-member ensemble."""
+    meta, tensors = rae._aekit_state()
+    old = {k: (v[0] if k.startswith("classifier.") else v) for k, v in tensors.items()}
+    back = SentimentRAE._aekit_from_state(json.loads(json.dumps(meta)), old, where="old")
+    test, _ = _toy_sentiment(10, 9)
+    np.testing.assert_allclose(back.predict_proba(test), rae.predict_proba(test), rtol=1e-6)
+
+
 def test_text_autoencoder_loss_decreases_and_reconstructs(tmp_path):
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(12)]
@@ -308,12 +339,13 @@ def test_cli_train_evaluate_predict_tree(tmp_path, capsys):
     pos.write_bytes(("\n".join(s for s, c in zip(sents, y) if c == "pos") + "\n").encode("latin-1"))
     run = tmp_path / "run"
     args = ["text", "train", "--model", "recursive_ae", "--data", str(neg), str(pos), "--out", str(run),
-            "--epochs", "6", "--lr", "0.01", "--threads", "1", "--quiet"]
+            "--epochs", "6", "--lr", "0.01", "--n-models", "1", "--threads", "1", "--quiet"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(args) == 0
     assert {"aekit.json", "model.safetensors", "metrics.json", "history.csv"} <= {p.name for p in run.iterdir()}
     assert json.loads((run / "metrics.json").read_text())["classes"] == ["neg", "pos"]
+    assert json.loads((run / "aekit.json").read_text())["params"]["n_models"] == 1
     assert main(args) == 2  # the run folder exists
     test, ty = _toy_sentiment(100, 6)
     tneg, tpos = tmp_path / "t.neg", tmp_path / "t.pos"

@@ -118,6 +118,8 @@ def train_cmd(
     cell: str | None = typer.Option(None, help="seq2seq_ae: gru | lstm"),
     teacher_forcing: float | None = typer.Option(None, help="seq2seq_ae: < 1 for scheduled sampling"),
     alpha: float | None = typer.Option(None, help="recursive_ae: weight of reconstruction vs. sentiment"),
+    n_models: int | None = typer.Option(
+        None, "--n-models", min=1, help="recursive_ae: RAEs in the ensemble (default 1), their probabilities averaged"),
     val_fraction: float = typer.Option(0.1, help="share of the sentences held out for metrics.json"),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None, help="torch threads"),
@@ -145,8 +147,7 @@ def train_cmd(
         opts = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, max_len=max_len,
                                        embed_dim=embed_dim, min_count=min_count).items() if v is not None}
         if rae:
-            if alpha is not None:
-                opts["alpha"] = alpha
+            opts.update({k: v for k, v in dict(alpha=alpha, n_models=n_models).items() if v is not None})
             est = SentimentRAE(seed=seed, threads=threads, verbose=not quiet, **opts)
         else:
             opts.update({k: v for k, v in dict(latent_dim=latent_dim, hidden=hidden, cell=cell,
