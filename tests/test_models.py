@@ -21,7 +21,7 @@ SHAPES = {
 
 def _cases():
     for name in list_models():
-        if getattr(model_class(name), "input_kind", None) == "tokens":
+        if getattr(model_class(name), "input_kind", None) in ("tokens", "video"):
             continue  # token-id models (seq2seq_ae, recursive_ae): the same checks in test_text.py
         for preset in [None, *list_presets(name)]:
             for shape in SHAPES.get(name, [(1, 8, 8)]):

@@ -280,7 +280,8 @@ def models() -> None:
 
     for name in list_models():
         default = tuple(model_class(name).Config.__dataclass_fields__["input_shape"].default)
-        shape = (1, 28, 28) if len(default) == 3 else default  # images at MNIST size; windows as configured
+        kind = getattr(model_class(name), "input_kind", None)  # "tokens", "video": not plain images
+        shape = (1, 28, 28) if len(default) == 3 and kind is None else default  # images at MNIST size
         parts = []
         for p in list_presets(name) or [None]:
             with warnings.catch_warnings():
@@ -317,6 +318,7 @@ def demo(
 
 
 def _register_subcommands() -> None:
+    from .caption import register as register_caption
     from .detect import detect_app
     from .export import export_cmd
     from .generate import register as register_generate
@@ -336,6 +338,7 @@ def _register_subcommands() -> None:
     register_pretrain(app)
     register_segment(app)
     register_text(app)
+    register_caption(app)
     register_generate(app)
 
 

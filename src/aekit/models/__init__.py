@@ -1,6 +1,6 @@
 """The autoencoder family: ``create_model(name, preset, **overrides)``, ``list_models()``."""
 
-from . import conv, dense, sequence, text, unet, vae  # noqa: F401  (registers the models)
+from . import captioner, conv, dense, sequence, text, unet, vae  # noqa: F401  (registers the models)
 from .base import AEOutput, Autoencoder, Sparsity
 from .conv import ConvAE, ConvAEConfig
 from .dense import DenseAE, DenseAEConfig
