@@ -6,7 +6,7 @@ Every configuration runs the user's command, ``aekit train --model dense_ae --pr
 
 - ``1 process x 1 thread``  (the baseline of the efficiency),
 - ``1 process x 2 threads`` (the same two cores used by threads instead of processes), with
-  aekit's default ``OMP_WAIT_POLICY=PASSIVE`` and with torch's spinning default (``ACTIVE``),
+  OpenMP threads waiting passively (``OMP_WAIT_POLICY=PASSIVE``) and spinning (``ACTIVE``),
 - ``2 processes x 1 thread`` under ``torchrun --standalone --nproc_per_node 2``.
 
 Reported per configuration: steady training samples/s (epochs after the first, from the run's
@@ -44,8 +44,8 @@ os.environ.setdefault("AEKIT_DATA_HOME", "/work/shared/datasets")
 CONFIGS = {
     "1 process x 1 thread": dict(procs=1, threads=1),
     "1 process x 2 threads": dict(procs=1, threads=2),
-    # aekit makes OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE); torch's own default spins
-    # (on 10,000 images: spinning threads can crawl for many minutes on a busy machine)
+    # OpenMP threads that always spin (ACTIVE) vs sleep (PASSIVE, what aekit picks on a busy machine);
+    # on 10,000 images: spinning threads can crawl for many minutes on a busy machine
     "1 process x 2 threads, spinning": dict(procs=1, threads=2, omp_wait="ACTIVE", n_train=10_000),
     "2 processes x 1 thread": dict(procs=2, threads=1),
 }

@@ -237,3 +237,23 @@ def test_a_callback_can_stop_training(digits):
     model = create_model("dense_ae", input_shape=(1, 8, 8), latent_dim=4)
     h = Trainer(TrainConfig(epochs=10, batch_size=32, progress=False), callbacks=[enough]).fit(model, x)
     assert len(h) == 2 and h.stopped_early
+
+
+@pytest.mark.parametrize(
+    "mode, load, preset, want",
+    [("auto", 1.5, None, "PASSIVE"), ("auto", 0.2, None, None), ("passive", 0.0, None, "PASSIVE"),
+     ("torch", 9.0, None, None), ("auto", 9.0, "ACTIVE", "ACTIVE")],
+)
+def test_openmp_wait_policy_choice(monkeypatch, mode, load, preset, want):
+    import os
+
+    import aekit
+
+    monkeypatch.setenv("AEKIT_OMP_WAIT", mode)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    if preset:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    aekit._omp_wait_policy()
+    assert os.environ.get("OMP_WAIT_POLICY") == want

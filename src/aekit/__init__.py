@@ -9,12 +9,33 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# OpenMP worker threads that sleep, not spin, while they wait for work. torch's default (spinning)
-# collapses when another process wants the same cores: measured on this 2-core machine under load,
-# hinton2006 on 2 threads went from 184 to 3,531 samples/s. Read once when torch loads OpenMP, so
-# it only takes effect when aekit is imported before torch (the CLI always is); set the variable
-# yourself to choose otherwise. See benchmarks/scaling.py for the idle-machine comparison.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _omp_wait_policy() -> None:
+    """Let OpenMP worker threads sleep, not spin, while they wait, when the machine is busy.
+
+    torch's OpenMP threads spin between parallel regions. On a 2-core machine this collapses when
+    another process wants the cores: hinton2006 on 2 threads fell from about 7,000 to 184-1,986
+    samples/s. Passive waiting gave 3,531-3,656 there, but costs about 30% on an idle machine
+    (4,749 against 6,995). So ``AEKIT_OMP_WAIT=auto`` (the default) picks passive waiting only
+    when the 1-minute load average is at least half the cores when aekit is imported; ``passive``
+    always; ``torch`` never. An ``OMP_WAIT_POLICY`` you set yourself wins. It is read once, when
+    torch loads OpenMP, so it applies only when aekit is imported before torch (the CLI always is).
+    Measured by benchmarks/scaling.py.
+    """
+    mode = _os.environ.get("AEKIT_OMP_WAIT", "auto").lower()
+    if "OMP_WAIT_POLICY" in _os.environ or mode == "torch":
+        return
+    busy = False
+    if mode == "auto":
+        try:
+            busy = _os.getloadavg()[0] >= 0.5 * (_os.cpu_count() or 1)
+        except OSError:  # pragma: no cover - no load average on this platform
+            busy = False
+    if mode == "passive" or busy:
+        _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+_omp_wait_policy()
 
 from . import errors  # noqa: E402
 from ._utils import seed_everything  # noqa: E402

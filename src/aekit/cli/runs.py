@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import time
 import warnings
@@ -256,6 +257,7 @@ def train_run(
         seconds=sum(r.get("seconds", 0.0) for r in history.records) if resume else seconds,
         precision=trainer.precision,
         threads=torch.get_num_threads(),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
         streamed=streamed,
         processes=trainer.world,
     )
