@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..text.vocab import BOS, EOS, PAD, SPECIALS
 from .registry import register_model
+from .text import _cut_at_eos
 
 CNNS = ("strided", "pooled")
 
@@ -303,9 +304,3 @@ class VideoCaptionNet(nn.Module):
                 b.weight.copy_(a.weight)
                 b.bias.copy_(a.bias)
         return self
-
-
-def _cut_at_eos(seq: Tensor) -> Tensor:
-    """Replace <eos> and everything after it by PAD."""
-    after = (seq == EOS).long().cumsum(1) > 0
-    return seq.masked_fill(after, PAD)
