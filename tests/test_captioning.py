@@ -226,6 +226,30 @@ def test_beam_width_one_equals_greedy(fitted):
     assert torch.equal(fresh.beam_search(x, beam=1, max_len=8), fresh.generate(x, beam=1, max_len=8))
 
 
+def test_spatial_attention_beam_one_equals_greedy_and_reads_positions():
+    torch.manual_seed(0)
+    model = create_model("video_captioner", "spatial", input_shape=(6, 16, 16), vocab_size=20,
+                         channels=(4, 8), spatial_dim=8).eval()
+    x = torch.rand(4, 6, 16, 16)
+    assert torch.equal(model.beam_search(x, beam=1, max_len=8), model.generate(x, beam=1, max_len=8))
+    assert model.beam_search(x, beam=3, max_len=8).shape[0] == 4
+    # each frame's softmax over positions finds the one key that matches the query
+    mem, _ = model._encode(x)
+    b, t, p, _ = mem.keys.shape
+    assert (p, mem.values.shape[-1]) == (16, 8) and mem.grid.shape == (16, 2)  # 16x16 frames -> a 4x4 map
+    out = torch.randn(b, 1, model.config.hidden)
+    q = model.s_query(out)[:, 0]  # (B, hidden)
+    spot = torch.tensor([(i * 5) % p for i in range(t)])  # a different position in every frame
+    keys = torch.zeros_like(mem.keys)
+    keys[:, torch.arange(t), spot] = 400 * q[:, None] / q.norm(dim=1, keepdim=True)[:, None]
+    what, how = model._look(out, mem._replace(keys=keys))
+    assert how.shape == (b, 1, model.config.motion_hidden)
+    expected = mem.values[:, torch.arange(t), spot].mean(1)  # (B, spatial_dim): what sits there, frame by frame
+    assert torch.allclose(what[:, 0], expected, atol=1e-4)
+    still, _ = model._look(out, mem._replace(keys=keys[:, :, [0] * p]))  # no position stands out
+    assert not torch.allclose(still[:, 0], expected, atol=1e-2)
+
+
 @pytest.mark.filterwarnings("ignore:conv_ae")
 def test_frame_encoder_initialised_from_conv_ae():
     ae = create_model("conv_ae", "tutorial", input_shape=(1, 28, 28))

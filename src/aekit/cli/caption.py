@@ -99,7 +99,11 @@ def make_data_cmd(
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="make-data folder (train.npz), an .npz, or a clip folder"),
     out: Path = typer.Option(..., "--out", help="run folder to create"),
-    preset: str | None = typer.Option(None, help="small | wide | frame_bag | pooled"),
+    preset: str | None = typer.Option(
+        None, help="small | wide | frame_bag | pooled | spatial (spatial attention: for several moving objects)"),
+    spatial_attention: bool | None = typer.Option(
+        None, "--spatial-attention/--no-spatial-attention",
+        help="words also attend over positions within frames and read the attended object's path"),
     frame_bag: bool = typer.Option(False, help="the baseline: the CNN on the mean frame, no temporal model"),
     epochs: int = typer.Option(10, min=1),
     batch_size: int = typer.Option(8, min=1),
@@ -139,7 +143,8 @@ def train_cmd(
     frames, captions = read_clip_data(data, "train", n_frames=n_frames, size=size)
     est = VideoCaptioner(
         preset="frame_bag" if frame_bag else preset, hidden=hidden, frame_dim=frame_dim,
-        channels=_parse_channels(channels), cnn=cnn, epochs=epochs, batch_size=batch_size, lr=lr,
+        channels=_parse_channels(channels), cnn=cnn, spatial_attention=spatial_attention, epochs=epochs,
+        batch_size=batch_size, lr=lr,
         word_balance=word_balance,
         val_fraction=val_fraction, beam=beam, seed=seed, threads=threads, verbose=not quiet,
     )

@@ -9,12 +9,15 @@ The frame encoder is cheap on CPU by default (``cnn="strided"``: stride-2 convol
 small map); ``cnn="pooled"`` lays it out as ``conv_ae``'s encoder (same-padded conv + 2x2
 max-pool per width), so a trained ``conv_ae`` can initialise it (:meth:`init_frame_encoder`).
 ``temporal=False`` is the frame-bag baseline: the CNN sees the mean frame, with no model of time.
+``spatial_attention=True`` (preset ``spatial``) adds attention over positions within each frame,
+for clips in which several objects move at once (see the config).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,20 @@ from .registry import register_model
 from .text import _cut_at_eos
 
 CNNS = ("strided", "pooled")
+
+
+class _Memory(NamedTuple):
+    """What the decoder attends over."""
+
+    frames: Tensor  # (B, T', hidden): one vector per frame
+    keys: Tensor | None = None  # (B, T, P, hidden): spatial keys, one per position of each frame's map
+    values: Tensor | None = None  # (B, T, P, spatial_dim)
+    grid: Tensor | None = None  # (P, 2): x and y in [-1, 1] of each position
+
+    def repeat(self, k: int) -> _Memory:
+        """Each clip's memory ``k`` times in a row (for beam search)."""
+        rep = [None if m is None else m.repeat_interleave(k, 0) for m in self[:3]]
+        return _Memory(*rep, self.grid)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +66,14 @@ class VideoCaptionerConfig:
     feed_clip: bool = True
     temporal: bool = True  # False: frame bag (the CNN on the mean frame, no LSTM over frames)
     dropout: float = 0.0  # on frame features and decoder outputs while training
+    # spatial attention (Show, Attend and Tell across frames): each word also attends over the
+    # positions of the last CNN map, frame by frame. What it finds is averaged over the frames
+    # ("which digit"), and where it finds it (the attention-weighted position per frame) is read by
+    # a small GRU over the frames ("how it moves"). This binds an object to its own motion, which
+    # attention over whole frames cannot do when two objects move at once.
+    spatial_attention: bool = False
+    spatial_dim: int = 64  # channels of the attended map (a 3x3 conv widens the receptive field first)
+    motion_hidden: int = 32  # units of the GRU that reads the attended positions over the frames
 
     def __post_init__(self) -> None:
         shape = tuple(self.input_shape)
@@ -71,6 +96,8 @@ class VideoCaptionerConfig:
             )
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.spatial_attention and min(self.spatial_dim, self.motion_hidden) < 1:
+            raise ConfigError("spatial_dim and motion_hidden must be >= 1")
 
 
 @register_model(
@@ -80,6 +107,8 @@ class VideoCaptionerConfig:
         "wide": dict(channels=(16, 32, 32, 64), frame_dim=192, hidden=192),
         "frame_bag": dict(temporal=False),
         "pooled": dict(cnn="pooled", channels=(16, 8)),  # initialisable from conv_ae:tutorial
+        # an 8x8 map attended position by position: for clips with several moving objects
+        "spatial": dict(channels=(8, 32, 32), spatial_attention=True),
     },
 )
 class VideoCaptionNet(nn.Module):
@@ -118,9 +147,18 @@ class VideoCaptionNet(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD)
         self.decoder_rnn = nn.LSTM(config.embed_dim + (hd if config.feed_clip else 0), hd, batch_first=True)
         self.attn = nn.Linear(hd, hd, bias=False)  # Luong's "general" score: h_dec . W m_t
-        self.combine = nn.Linear(2 * hd, hd)
+        seen = config.spatial_dim + config.motion_hidden if config.spatial_attention else 0
+        self.combine = nn.Linear(2 * hd + seen, hd)  # decoder output, frame context [, what, how]
         self.head = nn.Linear(hd, config.vocab_size)
         self.drop = nn.Dropout(config.dropout)
+        if config.spatial_attention:
+            c, ds = config.channels[-1], config.spatial_dim
+            self.spatial = nn.Sequential(
+                nn.Conv2d(c, ds, 3, padding=1), *([nn.BatchNorm2d(ds)] if config.batch_norm else []), nn.ReLU()
+            ).to(memory_format=torch.channels_last)
+            self.s_key = nn.Linear(ds, hd, bias=False)
+            self.s_query = nn.Linear(hd, hd)
+            self.motion_rnn = nn.GRU(4, config.motion_hidden, batch_first=True)  # reads (x, y, dx, dy)
         # per-word weights of the cross-entropy (ones: the plain likelihood); VideoCaptioner can
         # up-weight rare words. A buffer, so it is saved with the weights.
         self.register_buffer("word_weight", torch.ones(config.vocab_size))
@@ -134,40 +172,84 @@ class VideoCaptionNet(nn.Module):
         return (self.config.hidden,)
 
     # -- encoder ----------------------------------------------------------------------------------
-    def frame_features(self, x: Tensor) -> Tensor:
-        """Clips (B, T, H, W) -> frame features (B, T, frame_dim) (T = 1 for the frame bag)."""
+    def _maps(self, x: Tensor) -> Tensor:
+        """Clips (B, T, H, W) -> last CNN maps (B*T, C, h, w), every frame in one batch (T = 1 for the frame bag)."""
         if not self.config.temporal:
             x = x.mean(1, keepdim=True)  # (B, T, H, W) -> (B, 1, H, W): the mean frame
         b, t, h, w = x.shape
-        x = x.reshape(b * t, 1, h, w).contiguous(memory_format=torch.channels_last)
-        m = self.cnn(x)  # (B*T, 1, H, W) -> (B*T, C, h, w): all frames in one batch
+        return self.cnn(x.reshape(b * t, 1, h, w).contiguous(memory_format=torch.channels_last))
+
+    def _features(self, m: Tensor, b: int) -> Tensor:
+        """Last maps (B*T, C, h, w) -> frame features (B, T, frame_dim)."""
         f = torch.cat([m.flatten(1), m.amax((2, 3))], 1) if self.config.global_pool else m.flatten(1)
         f = F.relu(self.to_feature(f))  # -> (B*T, frame_dim)
-        return self.drop(f.view(b, t, -1))
+        return self.drop(f.view(b, len(m) // b, -1))
 
-    def encode_clip(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Clips (B, T, H, W) -> attention memory (B, T', hidden) and the decoder's initial state."""
-        f = self.frame_features(x)
+    def frame_features(self, x: Tensor) -> Tensor:
+        """Clips (B, T, H, W) -> frame features (B, T, frame_dim) (T = 1 for the frame bag)."""
+        return self._features(self._maps(x), len(x))
+
+    def _encode(self, x: Tensor) -> tuple[_Memory, tuple[Tensor, Tensor]]:
+        """Clips (B, T, H, W) -> what the decoder attends over, and its initial state."""
+        b = len(x)
+        m = self._maps(x)
+        f = self._features(m, b)
         if self.config.temporal:
             out, state = self.frame_rnn(f)  # (B, T, frame_dim) -> (B, T, hidden), ((1, B, hidden) x 2)
             # the decoder attends over the LSTM's outputs plus the frame features themselves: what
             # is in a frame reaches the words without passing through the recurrence
-            return out + self.skip(f), state
-        memory = torch.tanh(self.to_memory(f))  # (B, 1, hidden)
-        h0, c0 = self.to_state(f[:, 0]).chunk(2, -1)
-        return memory, (torch.tanh(h0).unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
+            frames = out + self.skip(f)
+        else:
+            frames = torch.tanh(self.to_memory(f))  # (B, 1, hidden)
+            h0, c0 = self.to_state(f[:, 0]).chunk(2, -1)
+            state = (torch.tanh(h0).unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
+        if not self.config.spatial_attention:
+            return _Memory(frames), state
+        sm = self.spatial(m)  # (B*T, spatial_dim, h, w)
+        n, c, h, w = sm.shape
+        values = sm.permute(0, 2, 3, 1).reshape(b, n // b, h * w, c)  # (B, T, P, spatial_dim)
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=sm.device), torch.linspace(-1, 1, w, device=sm.device), indexing="ij"
+        )
+        grid = torch.stack([xs.flatten(), ys.flatten()], 1).to(sm.dtype)  # (P, 2): x, y of each position
+        return _Memory(frames, self.s_key(values), values, grid), state
+
+    def encode_clip(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Clips (B, T, H, W) -> attention memory over frames (B, T', hidden) and the decoder's initial state."""
+        mem, state = self._encode(x)
+        return mem.frames, state
 
     def encode(self, x: Tensor) -> Tensor:
         """A clip code (B, hidden): the frame LSTM's last hidden state (the decoder's start)."""
         return self.encode_clip(x)[1][0][-1]
 
     # -- decoder ----------------------------------------------------------------------------------
-    def _attend(self, out: Tensor, memory: Tensor) -> Tensor:
-        """Decoder outputs (B, L, hidden) attend over memory (B, T, hidden) -> logits (B, L, vocab)."""
-        scores = out @ self.attn(memory).transpose(1, 2)  # (B, L, T)
-        context = scores.softmax(-1) @ memory  # (B, L, hidden)
-        mixed = torch.tanh(self.combine(torch.cat([out, context], -1)))
+    def _attend(self, out: Tensor, mem: _Memory) -> Tensor:
+        """Decoder outputs (B, L, hidden) attend over the memory -> logits (B, L, vocab)."""
+        scores = out @ self.attn(mem.frames).transpose(1, 2)  # (B, L, T)
+        parts = [out, scores.softmax(-1) @ mem.frames]  # + context (B, L, hidden)
+        if self.config.spatial_attention:
+            parts += self._look(out, mem)
+        mixed = torch.tanh(self.combine(torch.cat(parts, -1)))
         return self.head(self.drop(mixed))
+
+    def _look(self, out: Tensor, mem: _Memory) -> list[Tensor]:
+        """Spatial attention, one softmax over the positions of each frame.
+
+        Returns what is found, averaged over the frames (B, L, spatial_dim), and the motion GRU's
+        reading of where it is found in each frame (B, L, motion_hidden).
+        """
+        b, t, p, _ = mem.keys.shape
+        q = self.s_query(out) * self.config.hidden**-0.5  # (B, L, hidden)
+        scores = (q @ mem.keys.reshape(b, t * p, -1).transpose(1, 2)).view(b, -1, t, p)  # (B, L, T, P)
+        a = scores.softmax(-1)
+        what = (a.view(b, -1, t * p) @ mem.values.reshape(b, t * p, -1)) / t  # (B, L, spatial_dim)
+        where = a @ mem.grid  # (B, L, T, 2): the attention-weighted position in each frame
+        # steps between frames, scaled to about one unit per map cell
+        step = torch.diff(where, dim=2, prepend=where[:, :, :1]) * (0.5 * math.sqrt(p))
+        n_words = where.shape[1]
+        _, h = self.motion_rnn(torch.cat([where, step], -1).reshape(b * n_words, t, 4))
+        return [what, h[-1].view(b, n_words, -1)]
 
     @staticmethod
     def targets(ids: Tensor) -> Tensor:
@@ -179,17 +261,17 @@ class VideoCaptionNet(nn.Module):
 
     def forward(self, x: Tensor, ids: Tensor) -> Tensor:
         """Teacher-forced logits (B, L + 1, vocab_size) of the captions ``ids`` (B, L) and their <eos>."""
-        memory, state = self.encode_clip(x)
+        mem, state = self._encode(x)
         prev = F.pad(ids, (1, 0), value=BOS)  # (B, L + 1): <bos>, w_1, ..., w_L
-        out, _ = self.decoder_rnn(self._inputs(prev, memory), state)  # one batched call over the caption
-        return self._attend(out, memory)
+        out, _ = self.decoder_rnn(self._inputs(prev, mem), state)  # one batched call over the caption
+        return self._attend(out, mem)
 
-    def _inputs(self, prev: Tensor, memory: Tensor) -> Tensor:
+    def _inputs(self, prev: Tensor, mem: _Memory) -> Tensor:
         """Decoder inputs (B, L, embed_dim [+ hidden]) for previous tokens (B, L)."""
         e = self.embed(prev)
         if not self.config.feed_clip:
             return e
-        clip = memory.mean(1, keepdim=True).expand(-1, prev.shape[1], -1)  # (B, L, hidden)
+        clip = mem.frames.mean(1, keepdim=True).expand(-1, prev.shape[1], -1)  # (B, L, hidden)
         return torch.cat([e, clip], -1)
 
     def loss(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
@@ -206,10 +288,10 @@ class VideoCaptionNet(nn.Module):
         acc = (sel.argmax(1) == tgt[mask]).float().mean()
         return {"loss": ce, "ce": ce, "token_accuracy": acc.detach()}
 
-    def _step(self, tok: Tensor, state, memory: Tensor):
+    def _step(self, tok: Tensor, state, mem: _Memory):
         """One decoder step: previous tokens (B,) -> log-probabilities (B, vocab), new state."""
-        out, state = self.decoder_rnn(self._inputs(tok.unsqueeze(1), memory), state)  # (B, 1, hidden)
-        logits = self._attend(out, memory)[:, 0].float()
+        out, state = self.decoder_rnn(self._inputs(tok.unsqueeze(1), mem), state)  # (B, 1, hidden)
+        logits = self._attend(out, mem)[:, 0].float()
         logits[:, PAD] = -math.inf  # padding and <bos> are never generated
         logits[:, BOS] = -math.inf
         return F.log_softmax(logits, -1), state
@@ -225,14 +307,14 @@ class VideoCaptionNet(nn.Module):
             raise ConfigError(f"beam must be >= 1, got {beam}")
         if beam > 1:
             return self.beam_search(x, beam, max_len)
-        memory, state = self.encode_clip(x)
+        mem, state = self._encode(x)
         steps = (max_len or self.max_len) + 1
-        b = len(memory)
-        tok = torch.full((b,), BOS, dtype=torch.long, device=memory.device)
-        done = torch.zeros(b, dtype=torch.bool, device=memory.device)
+        b, dev = len(x), mem.frames.device
+        tok = torch.full((b,), BOS, dtype=torch.long, device=dev)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
         out = []
         for _ in range(steps):
-            logp, state = self._step(tok, state, memory)
+            logp, state = self._step(tok, state, mem)
             tok = logp.argmax(1).masked_fill(done, PAD)
             out.append(tok)
             done |= tok == EOS
@@ -248,11 +330,11 @@ class VideoCaptionNet(nn.Module):
         """
         if beam < 1:
             raise ConfigError(f"beam must be >= 1, got {beam}")
-        memory, state = self.encode_clip(x)
+        mem, state = self._encode(x)
         steps = (max_len or self.max_len) + 1
-        b, v, dev = len(memory), self.config.vocab_size, memory.device
+        b, v, dev = len(x), self.config.vocab_size, mem.frames.device
         k = min(beam, v - 2)
-        memory = memory.repeat_interleave(k, 0)  # (B*K, T, hidden)
+        mem = mem.repeat(k)  # each clip's memory K times in a row
         state = tuple(s.repeat_interleave(k, 1) for s in state)
         tok = torch.full((b * k,), BOS, dtype=torch.long, device=dev)
         scores = torch.full((b, k), -math.inf, device=dev)
@@ -263,7 +345,7 @@ class VideoCaptionNet(nn.Module):
         only_pad[PAD] = 0.0
         rows = torch.arange(b, device=dev).unsqueeze(1)
         for _ in range(steps):
-            logp, state = self._step(tok, state, memory)
+            logp, state = self._step(tok, state, mem)
             logp = torch.where(finished.unsqueeze(2), only_pad, logp.view(b, k, v))  # finished beams only pad
             top, idx = (scores.unsqueeze(2) + logp).view(b, -1).topk(k, dim=1)  # (B, K)
             src, tok2 = idx // v, idx % v

@@ -54,6 +54,7 @@ class VideoCaptioner(BaseEstimator):
         A ``video_captioner`` preset (``small``, ``wide``, ``frame_bag``, ``pooled``); the options
         below override it.
     cnn, channels, kernel_size, batch_norm, global_pool, frame_dim, hidden, embed_dim, feed_clip, temporal, dropout
+    spatial_attention, spatial_dim, motion_hidden
         Model options (see :class:`aekit.models.captioner.VideoCaptionerConfig`); None keeps the
         preset's or the default value. ``temporal=False`` is the frame-bag baseline.
     max_len : int, default 30
@@ -107,6 +108,9 @@ class VideoCaptioner(BaseEstimator):
         feed_clip: bool | None = None,
         temporal: bool | None = None,
         dropout: float | None = None,
+        spatial_attention: bool | None = None,
+        spatial_dim: int | None = None,
+        motion_hidden: int | None = None,
         max_len: int = 30,
         min_count: int = 1,
         epochs: int = 10,
@@ -136,6 +140,9 @@ class VideoCaptioner(BaseEstimator):
         self.feed_clip = feed_clip
         self.temporal = temporal
         self.dropout = dropout
+        self.spatial_attention = spatial_attention
+        self.spatial_dim = spatial_dim
+        self.motion_hidden = motion_hidden
         self.max_len = max_len
         self.min_count = min_count
         self.epochs = epochs
@@ -230,7 +237,8 @@ class VideoCaptioner(BaseEstimator):
             channels=tuple(self.channels) if self.channels is not None else None, kernel_size=self.kernel_size,
             batch_norm=self.batch_norm, global_pool=self.global_pool, feed_clip=self.feed_clip,
             frame_dim=self.frame_dim, hidden=self.hidden, embed_dim=self.embed_dim, temporal=self.temporal,
-            dropout=self.dropout,
+            dropout=self.dropout, spatial_attention=self.spatial_attention, spatial_dim=self.spatial_dim,
+            motion_hidden=self.motion_hidden,
         )
         self.encoder_init_ = None
         if encoder_init is not None:
