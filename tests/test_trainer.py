@@ -257,3 +257,15 @@ def test_openmp_wait_policy_choice(monkeypatch, mode, load, preset, want):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     aekit._omp_wait_policy()
     assert os.environ.get("OMP_WAIT_POLICY") == want
+
+
+def test_epoch_lines_show_headline_scores(capsys):
+    from aekit.training.progress import make_progress
+
+    rec = {"epoch": 2, "train_loss": 0.5, "val_loss": 0.25, "samples_per_s": 100.0, "seconds": 1.0}
+    with make_progress(None) as bar:  # pytest's stdout is not a terminal: one line per epoch
+        bar.epoch_done(rec, 3)
+        bar.epoch_done({**rec, "val_exact_match": 0.875}, 3)
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert "val_loss 0.2500" in first and "exact" not in first
+    assert "val_exact_match 0.8750" in second

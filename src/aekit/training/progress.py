@@ -6,8 +6,17 @@ import sys
 import time
 
 
+#: held-out scores shown beside val_loss when an epoch record has them (what a person watches)
+HEADLINE = ("val_exact_match", "val_accuracy")
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}" if abs(v) >= 1e-3 else f"{v:.3e}"
+
+
+def _headline(rec: dict) -> str:
+    """'  val_exact_match 0.9120' for each headline score in the record."""
+    return "".join(f"  {k} {_fmt(rec[k])}" for k in HEADLINE if isinstance(rec.get(k), (int, float)))
 
 
 class _Silent:
@@ -30,8 +39,8 @@ class _Lines(_Silent):
     def epoch_done(self, rec: dict, epochs: int) -> None:
         val = rec.get("val_loss")
         print(
-            f"epoch {rec['epoch']:>3}/{epochs}  loss {_fmt(rec['train_loss'])}  val_loss {_fmt(val)}  "
-            f"{rec['samples_per_s']:,.0f} samples/s  {rec['seconds']:.1f}s",
+            f"epoch {rec['epoch']:>3}/{epochs}  loss {_fmt(rec['train_loss'])}  val_loss {_fmt(val)}"
+            f"{_headline(rec)}  {rec['samples_per_s']:,.0f} samples/s  {rec['seconds']:.1f}s",
             flush=True,
         )
 
@@ -74,7 +83,7 @@ class _Bar(_Silent):
             )
 
     def epoch_done(self, rec: dict, epochs: int) -> None:
-        self.val = _fmt(rec.get("val_loss"))
+        self.val = _fmt(rec.get("val_loss")) + _headline(rec)
         if self.task is not None:
             self.progress.update(self.task, val=self.val)
 
