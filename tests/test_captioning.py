@@ -250,6 +250,31 @@ def test_spatial_attention_beam_one_equals_greedy_and_reads_positions():
     assert not torch.allclose(still[:, 0], expected, atol=1e-2)
 
 
+def test_attention_maps_of_a_fitted_spatial_captioner(small_digits, tmp_path, fitted):
+    from PIL import Image
+
+    from aekit.video import write_attention_sheet
+
+    s = _clips(small_digits, 64, n_digits=2)
+    est = VideoCaptioner(preset="spatial", epochs=1, batch_size=16, warmup_steps=2, val_fraction=0, **TINY)
+    est.fit(s.frames, s.captions)
+    words, maps = est.attention(s.frames[0])
+    assert words == est.predict(s.frames[:1])[0].split()
+    assert maps.shape == (len(words), FRAMES, 5, 5)  # 20x20 frames, two stride-2 convs -> 5x5
+    np.testing.assert_allclose(maps.sum((2, 3)), 1.0, atol=1e-5)
+    words2, maps2 = est.attention(s.frames[0], s.captions[0])
+    assert words2 == s.captions[0].split() and maps2.shape[0] == len(words2)
+    path = write_attention_sheet(tmp_path / "att.png", s.frames[0], words2, maps2, max_frames=4)
+    img = Image.open(path)
+    assert img.mode == "RGB" and img.height > len(words2) * SIZE * 2
+    with pytest.raises(ValueError, match="n_words"):
+        write_attention_sheet(tmp_path / "bad.png", s.frames[0], words2[:-1], maps2)
+    with pytest.raises(ConfigError, match="spatial"):
+        fitted[0].attention(fitted[1].frames[0])  # a captioner without spatial attention
+    with pytest.raises(DataError, match="n_frames, height, width"):
+        est.attention(s.frames[:2])
+
+
 @pytest.mark.filterwarnings("ignore:conv_ae")
 def test_frame_encoder_initialised_from_conv_ae():
     ae = create_model("conv_ae", "tutorial", input_shape=(1, 28, 28))
@@ -342,3 +367,13 @@ def test_cli_make_data_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     assert_fails(capsys, ["caption", "predict", run, "--clip", tmp_path / "small.npy"], "40x40")
     assert_fails(capsys, ["caption", "evaluate", tmp_path, "--data", data, "--out", tmp_path / "x.json"],
                  "not an aekit")
+    assert_fails(capsys, ["caption", "predict", run, "--clip", data / "examples" / "test_000.gif",
+                          "--attention", tmp_path / "a.png"], "spatial attention")
+    # with spatial attention: the run and the prediction get an attention sheet
+    code, out = run_cli(capsys, "caption", "train", "--data", data, "--out", tmp_path / "sp", "--epochs", 1,
+                        "--preset", "spatial", "--channels", "4,8", "--hidden", 16, "--frame-dim", 16, "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "sp" / "attention.png").is_file()
+    code, out = run_cli(capsys, "caption", "predict", tmp_path / "sp", "--clip", data / "examples" / "test_000.gif")
+    assert code == 0 and "attention" in out, out
+    assert (tmp_path / "test_000_attention.png").is_file()

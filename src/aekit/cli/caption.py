@@ -124,11 +124,12 @@ def train_cmd(
     overwrite: bool = typer.Option(False, help="replace an existing run folder"),
     quiet: bool = typer.Option(False, help="no progress output"),
 ) -> None:
-    """Train a captioner; writes RUN/aekit.json, model.safetensors, metrics.json, history.csv, examples.png."""
+    """Train a captioner; writes RUN/aekit.json, model.safetensors, metrics.json, history.csv, examples.png
+    (and attention.png with spatial attention)."""
     from ..io import load
     from ..io.persistence import staged_dir, write_dir
     from ..tasks.captioning import VideoCaptioner
-    from ..video import write_sheet
+    from ..video import write_attention_sheet, write_sheet
     from .main import console
     from .runs import _write_history
 
@@ -166,6 +167,9 @@ def train_cmd(
         pred = est.predict(frames[idx])
         write_sheet(tmp / "examples.png", frames[idx], [[f"true: {captions[i]}", f"predicted: {p}"]
                                                         for i, p in zip(idx, pred)])
+        if est.model_.config.spatial_attention:
+            words, maps = est.attention(frames[idx[0]], pred[0])
+            write_attention_sheet(tmp / "attention.png", frames[idx[0]], words, maps)
         write_dir(tmp, est)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and isinstance(v, float))
     console.print(
@@ -205,9 +209,16 @@ def predict_cmd(
     clip: Path = typer.Option(..., "--clip", help="a clip: .npy (frames, height, width) or .gif"),
     beam: int | None = typer.Option(None, min=1, help="beam width (default: the run's)"),
     strip: Path | None = typer.Option(None, help="frame strip PNG (default: CLIP-NAME_caption.png here)"),
+    attention: Path | None = typer.Option(
+        None, help="spatial-attention sheet PNG, for captioners with spatial attention "
+        "(default: CLIP-NAME_attention.png here)"),
 ) -> None:
-    """Print the caption of a clip and write a frame strip with the caption under it."""
-    from ..video import read_clip, write_strip
+    """Print the caption of a clip and write a frame strip with the caption under it.
+
+    A captioner with spatial attention (--preset spatial) also gets a sheet showing where each
+    word looked in each frame.
+    """
+    from ..video import read_clip, write_attention_sheet, write_strip
 
     est = _load_run(run)
     frames = read_clip(clip)
@@ -216,6 +227,13 @@ def predict_cmd(
     strip = strip or Path(f"{clip.stem}_caption.png")
     write_strip(strip, frames, [text])
     typer.echo(f"strip: {strip}", err=True)
+    if est.model_.config.spatial_attention:
+        words, maps = est.attention(frames, text)
+        attention = attention or Path(f"{clip.stem}_attention.png")
+        write_attention_sheet(attention, frames, words, maps)
+        typer.echo(f"attention: {attention}", err=True)
+    elif attention is not None:
+        raise ConfigError("--attention needs a captioner trained with spatial attention (--preset spatial)")
 
 
 def register(app: typer.Typer) -> None:

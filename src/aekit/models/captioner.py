@@ -239,17 +239,38 @@ class VideoCaptionNet(nn.Module):
         Returns what is found, averaged over the frames (B, L, spatial_dim), and the motion GRU's
         reading of where it is found in each frame (B, L, motion_hidden).
         """
-        b, t, p, _ = mem.keys.shape
-        q = self.s_query(out) * self.config.hidden**-0.5  # (B, L, hidden)
-        scores = (q @ mem.keys.reshape(b, t * p, -1).transpose(1, 2)).view(b, -1, t, p)  # (B, L, T, P)
-        a = scores.softmax(-1)
-        what = (a.view(b, -1, t * p) @ mem.values.reshape(b, t * p, -1)) / t  # (B, L, spatial_dim)
+        a = self._spatial_weights(out, mem)  # (B, L, T, P)
+        b, n_words, t, p = a.shape
+        what = (a.view(b, n_words, t * p) @ mem.values.reshape(b, t * p, -1)) / t  # (B, L, spatial_dim)
         where = a @ mem.grid  # (B, L, T, 2): the attention-weighted position in each frame
         # steps between frames, scaled to about one unit per map cell
         step = torch.diff(where, dim=2, prepend=where[:, :, :1]) * (0.5 * math.sqrt(p))
-        n_words = where.shape[1]
         _, h = self.motion_rnn(torch.cat([where, step], -1).reshape(b * n_words, t, 4))
         return [what, h[-1].view(b, n_words, -1)]
+
+    def _spatial_weights(self, out: Tensor, mem: _Memory) -> Tensor:
+        """Decoder outputs (B, L, hidden) -> attention weights (B, L, T, P), summing to 1 per frame."""
+        b, t, p, _ = mem.keys.shape
+        q = self.s_query(out) * self.config.hidden**-0.5  # (B, L, hidden)
+        scores = (q @ mem.keys.reshape(b, t * p, -1).transpose(1, 2)).view(b, -1, t, p)  # (B, L, T, P)
+        return scores.softmax(-1)
+
+    @torch.no_grad()
+    def attention_maps(self, x: Tensor, ids: Tensor) -> Tensor:
+        """Where each word looks: spatial attention weights (B, L + 1, T, h, w) for the captions ``ids``.
+
+        Teacher-forced over ``ids`` (B, L) (e.g. the model's own captions): step ``i`` is the
+        attention while writing word ``i`` (the last step writes <eos>). Each frame's map sums to
+        one. Needs ``spatial_attention=True``.
+        """
+        if not self.config.spatial_attention:
+            raise ConfigError("attention maps need a captioner built with spatial_attention=True (preset 'spatial')")
+        mem, state = self._encode(x)
+        prev = F.pad(ids, (1, 0), value=BOS)
+        out, _ = self.decoder_rnn(self._inputs(prev, mem), state)
+        a = self._spatial_weights(out, mem)  # (B, L + 1, T, P)
+        w = int((mem.grid[:, 1] == mem.grid[0, 1]).sum())  # positions in the first row
+        return a.view(*a.shape[:3], -1, w)
 
     @staticmethod
     def targets(ids: Tensor) -> Tensor:

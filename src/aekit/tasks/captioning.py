@@ -383,6 +383,43 @@ class VideoCaptioner(BaseEstimator):
             raise DataError(f"a clip has shape (n_frames, height, width), got {clip.shape}")
         return self.predict(clip[None], beam=beam)[0]
 
+    def attention(self, clip, caption: str | None = None) -> tuple[list[str], np.ndarray]:
+        """Where the model looks in each frame while it writes each word (spatial attention only).
+
+        Parameters
+        ----------
+        clip : ndarray of shape (n_frames, height, width)
+        caption : str, optional
+            The caption to follow (default: the model's own greedy caption of the clip).
+
+        Returns
+        -------
+        words : list of str
+            The caption's words.
+        maps : ndarray of shape (len(words), n_frames, h, w), float32
+            For each word, the attention over the positions of each frame's CNN map (h x w cells,
+            each frame's map sums to 1). Upsample to the frame size to overlay it.
+        """
+        self._check_fitted()
+        if not self.model_.config.spatial_attention:
+            raise ConfigError(
+                "this captioner has no spatial attention to show; train one with preset='spatial' "
+                "(aekit caption train --preset spatial)"
+            )
+        clip = np.asarray(clip)
+        if clip.ndim != 3:
+            raise DataError(f"a clip has shape (n_frames, height, width), got {clip.shape}")
+        x = self._clips(clip[None], "VideoCaptioner.attention")
+        # the model's own words by default; no truncation (an unfinished caption runs past max_len)
+        words = self.predict(x, beam=1)[0].split() if caption is None else tokenize(str(caption))
+        if not words:
+            raise DataError("VideoCaptioner.attention: the caption holds no words")
+        toks = [words]
+        ids = encode_batch(self.vocab_, toks)
+        with torch.inference_mode():
+            maps = self.model_.eval().attention_maps(_frames(x, torch.device("cpu")), ids)
+        return toks[0], maps[0, : len(toks[0])].float().numpy()
+
     def evaluate(self, clips, captions, beam: int | None = None, *, allow_unknown: bool = False) -> dict[str, Any]:
         """Exact match, BLEU-4 and (for moving-digits captions) slot accuracies of the predictions.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 
-
 #: held-out scores shown beside val_loss when an epoch record has them (what a person watches)
 HEADLINE = ("val_exact_match", "val_accuracy")
 

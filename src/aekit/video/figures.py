@@ -1,4 +1,5 @@
-"""Frame strips: a clip's frames side by side with its caption(s) underneath (Pillow only)."""
+"""Frame strips: a clip's frames side by side with its caption(s) underneath, and spatial
+attention sheets (Pillow only)."""
 
 from __future__ import annotations
 
@@ -59,4 +60,55 @@ def write_sheet(path: str | os.PathLike, clips: np.ndarray, captions: Sequence[S
         y += s.height
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
+    return Path(path)
+
+
+def attention_sheet(
+    frames: np.ndarray, words: Sequence[str], maps: np.ndarray, *, max_frames: int = 10, scale: int = 2,
+    gap: int = 2, max_words: int = 30,
+):
+    """A PIL image: one row per word, the clip's frames with that word's attention tinted red.
+
+    ``maps`` (n_words, T, h, w) are per-frame attention weights (:meth:`VideoCaptioner.attention`);
+    each is scaled to its frame's maximum and upsampled (nearest) to the frame size.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    frames = as_uint8_frames(frames, "attention_sheet")
+    maps = np.asarray(maps, dtype=np.float32)
+    t, h, w = frames.shape
+    if maps.ndim != 4 or len(maps) != len(words) or maps.shape[1] != t:
+        raise ValueError(f"maps must be (n_words={len(words)}, T={t}, h, w), got {maps.shape}")
+    words, maps = list(words)[:max_words], maps[:max_words]
+    idx = np.unique(np.linspace(0, t - 1, min(max_frames, t)).round().astype(int))
+    hs, ws = h * scale, w * scale
+    font = ImageFont.load_default()
+    label_w = 8 + 7 * max((len(x) for x in words), default=1)
+    width = label_w + len(idx) * (ws + gap) + gap
+    img = Image.new("RGB", (width, len(words) * (hs + gap) + gap + 16), color=(255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((gap + 2, 2), "red: where each word looks (spatial attention, per frame)", fill=(0, 0, 0), font=font)
+    # nearest upsampling of an h' x w' map to the frame: which map cell each pixel falls in
+    rows = np.minimum(np.arange(h) * maps.shape[2] // h, maps.shape[2] - 1)
+    cols = np.minimum(np.arange(w) * maps.shape[3] // w, maps.shape[3] - 1)
+    for i, word in enumerate(words):
+        y = 16 + gap + i * (hs + gap)
+        draw.text((gap + 2, y + hs // 2 - 6), word, fill=(0, 0, 0), font=font)
+        for j, k in enumerate(idx):
+            a = maps[i, k][np.ix_(rows, cols)]
+            a = a / max(float(a.max()), 1e-12)
+            g = frames[k].astype(np.float32) * 0.7
+            rgb = np.stack([np.minimum(g + 255 * a * 0.8, 255), g, g], -1).astype(np.uint8)
+            tile = Image.fromarray(rgb, "RGB").resize((ws, hs), Image.NEAREST)
+            img.paste(tile, (label_w + j * (ws + gap), y))
+    return img
+
+
+def write_attention_sheet(
+    path: str | os.PathLike, frames: np.ndarray, words: Sequence[str], maps: np.ndarray, **kwargs
+) -> Path:
+    """Write :func:`attention_sheet` as a PNG, atomically."""
+    img = attention_sheet(frames, words, maps, **kwargs)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return Path(path)
