@@ -121,6 +121,13 @@ def main() -> None:
                     row[f"met_{k}"] = rep[k] >= v
             rows.append(row)
             extra["histories"][f"{nd}:{name}"] = est.history_
+            if est.model_.config.spatial_attention:  # where each word looks, on the first test clip
+                from aekit.video import write_attention_sheet
+
+                fig = out_dir / "figures" / f"captioning_attention_{nd}digit.png"
+                fig.parent.mkdir(parents=True, exist_ok=True)
+                write_attention_sheet(fig, test.frames[0], *est.attention(test.frames[0]))
+                extra["figures"] = {**extra.get("figures", {}), f"{nd}:{name}": str(fig)}
             pred = est.predict(test.frames[:5])
             extra["examples"][f"{nd}:{name}"] = [{"true": t, "predicted": p} for t, p in zip(test.captions[:5], pred)]
             path = _common.write_json(args.name, payload(), out_dir)

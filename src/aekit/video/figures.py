@@ -69,8 +69,9 @@ def attention_sheet(
 ):
     """A PIL image: one row per word, the clip's frames with that word's attention tinted red.
 
-    ``maps`` (n_words, T, h, w) are per-frame attention weights (:meth:`VideoCaptioner.attention`);
-    each is scaled to its frame's maximum and upsampled (nearest) to the frame size.
+    ``maps`` (n_words, T, h, w) are per-frame attention weights (:meth:`VideoCaptioner.attention`),
+    upsampled (nearest) to the frame size. Full red is a cell holding 4 times the uniform weight
+    or more, so attention spread evenly over the frame shows as a faint wash.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -95,8 +96,8 @@ def attention_sheet(
         y = 16 + gap + i * (hs + gap)
         draw.text((gap + 2, y + hs // 2 - 6), word, fill=(0, 0, 0), font=font)
         for j, k in enumerate(idx):
-            a = maps[i, k][np.ix_(rows, cols)]
-            a = a / max(float(a.max()), 1e-12)
+            cells = maps.shape[2] * maps.shape[3]
+            a = np.clip(maps[i, k][np.ix_(rows, cols)] * (cells / 4), 0, 1)
             g = frames[k].astype(np.float32) * 0.7
             rgb = np.stack([np.minimum(g + 255 * a * 0.8, 255), g, g], -1).astype(np.uint8)
             tile = Image.fromarray(rgb, "RGB").resize((ws, hs), Image.NEAREST)
