@@ -288,6 +288,41 @@ def test_sentiment_rae_ensemble_averages_members(tmp_path):
         SentimentRAE(n_models=0).fit(sents, y)
 
 
+def test_sentiment_rae_cross_fit_classifies_held_out_sentences(tmp_path):
+    """cross_fit: member m trains without chunk m; its classifier is fit on chunk m only."""
+    sents, y = _toy_sentiment(100, 11)
+    est = SentimentRAE(n_models=2, cross_fit=True, epochs=1, batch_size=32, lr=1e-2, threads=1)
+    y_idx = np.unique(y, return_inverse=True)[1]
+    chunks = est._chunks(y_idx)  # depends on the labels and the seed only
+    assert sorted(np.bincount(chunks).tolist()) == [20] * 5
+    assert all(abs(np.bincount(y_idx[chunks == c]) - np.bincount(y_idx) / 5).max() <= 1 for c in range(5))
+    in0, in1 = np.flatnonzero(chunks == 0)[:2], np.flatnonzero(chunks == 1)[:1]
+    for i in in0:  # a word only member 0's held-out chunk has: member 0 never trains on it
+        sents[i] = sents[i] + " zyzzyva"
+    for i in (in0[0], in1[0]):  # twice in all (in the vocabulary), but each member trains on it once
+        sents[i] = sents[i] + " qwertz"
+    est.fit(sents, y)
+    assert "zyzzyva" in est.vocab_
+    w = est.vocab_.encode(["zyzzyva"])[0]
+    e0, e1 = (m.embed.weight for m in est.models_)
+    assert torch.equal(e0[w], e0[UNK]) and not torch.equal(e1[w], e1[UNK])
+    q = est.vocab_.encode(["qwertz"])[0]
+    assert q != UNK and torch.equal(e0[q], e0[UNK]) and torch.equal(e1[q], e1[UNK])  # below min_count=2
+    for m in range(2):  # the standardisation (and the classifier) of member m: its held-out chunk's
+        held = [s for s, c in zip(sents, chunks) if c == m]
+        f = est._member_features(est.models_[m], est._sentence_ids(held, "test"))
+        np.testing.assert_allclose(est.feature_mean_[m], f.mean(0), rtol=1e-5, atol=1e-7)
+    full = SentimentRAE(n_models=2, epochs=1, batch_size=32, lr=1e-2, threads=1).fit(sents, y)
+    assert not np.allclose(full.feature_mean_, est.feature_mean_)
+    assert est.predict_proba(sents[:4]).shape == (4, 2)
+    aekit.save(est, tmp_path / "cf")
+    back = aekit.load(tmp_path / "cf")
+    assert back.cross_fit is True
+    np.testing.assert_allclose(back.predict_proba(sents), est.predict_proba(sents), rtol=1e-6)
+    with pytest.raises(DataError, match="cross_fit"):
+        SentimentRAE(cross_fit=True, epochs=1).fit(sents[:8], y[:8])
+
+
 def test_sentiment_rae_reads_single_model_files(rae):
     """Files written before ensembles hold 2-D classifier arrays; they load as a one-member ensemble."""
     meta, tensors = rae._aekit_state()
@@ -347,6 +382,14 @@ def test_cli_train_evaluate_predict_tree(tmp_path, capsys):
     assert json.loads((run / "metrics.json").read_text())["classes"] == ["neg", "pos"]
     assert json.loads((run / "aekit.json").read_text())["params"]["n_models"] == 1
     assert main(args) == 2  # the run folder exists
+    crossed = tmp_path / "crossed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*args[:5], str(neg), str(pos), "--out", str(crossed), "--epochs", "1", "--n-models", "2",
+                     "--cross-fit", "--threads", "1", "--quiet"]) == 0
+    assert json.loads((crossed / "aekit.json").read_text())["params"]["cross_fit"] is True
+    assert main(["text", "train", "--model", "seq2seq_ae", "--data", str(neg), "--out", str(tmp_path / "s2s"),
+                 "--cross-fit"]) == 2
     test, ty = _toy_sentiment(100, 6)
     tneg, tpos = tmp_path / "t.neg", tmp_path / "t.pos"
     tneg.write_text("\n".join(s for s, c in zip(test, ty) if c == "neg") + "\n")
