@@ -100,7 +100,8 @@ def train_cmd(
     data: Path = typer.Option(..., "--data", help="make-data folder (train.npz), an .npz, or a clip folder"),
     out: Path = typer.Option(..., "--out", help="run folder to create"),
     preset: str | None = typer.Option(
-        None, help="small | wide | frame_bag | pooled | spatial (spatial attention: for several moving objects)"),
+        None, help="small | wide | frame_bag | pooled | spatial (spatial attention: best on both benchmark "
+        "sets, needed for several moving objects)"),
     spatial_attention: bool | None = typer.Option(
         None, "--spatial-attention/--no-spatial-attention",
         help="words also attend over positions within frames and read the attended object's path"),
