@@ -124,7 +124,7 @@ def main() -> None:
             if est.model_.config.spatial_attention:  # where each word looks, on the first test clip
                 from aekit.video import write_attention_sheet
 
-                fig = out_dir / "figures" / f"captioning_attention_{nd}digit.png"
+                fig = out_dir / "figures" / f"{args.name}_attention_{nd}digit.png"
                 fig.parent.mkdir(parents=True, exist_ok=True)
                 write_attention_sheet(fig, test.frames[0], *est.attention(test.frames[0]))
                 extra["figures"] = {**extra.get("figures", {}), f"{nd}:{name}": str(fig)}

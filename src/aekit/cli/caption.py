@@ -222,19 +222,20 @@ def predict_cmd(
     from ..video import read_clip, write_attention_sheet, write_strip
 
     est = _load_run(run)
+    spatial = est.model_.config.spatial_attention
+    if attention is not None and not spatial:
+        raise ConfigError("--attention needs a captioner trained with spatial attention (--preset spatial)")
     frames = read_clip(clip)
     text = est.caption(frames, beam=beam)
     typer.echo(text)
     strip = strip or Path(f"{clip.stem}_caption.png")
     write_strip(strip, frames, [text])
     typer.echo(f"strip: {strip}", err=True)
-    if est.model_.config.spatial_attention:
+    if spatial:
         words, maps = est.attention(frames, text)
         attention = attention or Path(f"{clip.stem}_attention.png")
         write_attention_sheet(attention, frames, words, maps)
         typer.echo(f"attention: {attention}", err=True)
-    elif attention is not None:
-        raise ConfigError("--attention needs a captioner trained with spatial attention (--preset spatial)")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,8 +51,9 @@ class VideoCaptioner(BaseEstimator):
     Parameters
     ----------
     preset : str, optional
-        A ``video_captioner`` preset (``small``, ``wide``, ``frame_bag``, ``pooled``); the options
-        below override it.
+        A ``video_captioner`` preset (``small``, ``wide``, ``frame_bag``, ``pooled``, ``spatial``);
+        the options below override it. ``spatial`` (attention over positions within frames) is
+        the best on moving digits: 0.985 exact match on one digit, 0.875 on two.
     cnn, channels, kernel_size, batch_norm, global_pool, frame_dim, hidden, embed_dim, feed_clip, temporal, dropout
     spatial_attention, spatial_dim, motion_hidden
         Model options (see :class:`aekit.models.captioner.VideoCaptionerConfig`); None keeps the
