@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..text.vocab import BOS, EOS, PAD, SPECIALS
+from . import decoding
 from .registry import register_model
-from .text import _cut_at_eos
 
 CNNS = ("strided", "pooled")
 
@@ -330,18 +330,7 @@ class VideoCaptionNet(nn.Module):
             return self.beam_search(x, beam, max_len)
         mem, state = self._encode(x)
         steps = (max_len or self.max_len) + 1
-        b, dev = len(x), mem.frames.device
-        tok = torch.full((b,), BOS, dtype=torch.long, device=dev)
-        done = torch.zeros(b, dtype=torch.bool, device=dev)
-        out = []
-        for _ in range(steps):
-            logp, state = self._step(tok, state, mem)
-            tok = logp.argmax(1).masked_fill(done, PAD)
-            out.append(tok)
-            done |= tok == EOS
-            if bool(done.all()):
-                break
-        return _cut_at_eos(torch.stack(out, 1))
+        return decoding.greedy_decode(lambda tok, st: self._step(tok, st, mem), state, len(x), steps, mem.frames.device)
 
     @torch.no_grad()
     def beam_search(self, x: Tensor, beam: int = 5, max_len: int | None = None) -> Tensor:
@@ -353,33 +342,13 @@ class VideoCaptionNet(nn.Module):
             raise ConfigError(f"beam must be >= 1, got {beam}")
         mem, state = self._encode(x)
         steps = (max_len or self.max_len) + 1
-        b, v, dev = len(x), self.config.vocab_size, mem.frames.device
+        v = self.config.vocab_size
         k = min(beam, v - 2)
         mem = mem.repeat(k)  # each clip's memory K times in a row
-        state = tuple(s.repeat_interleave(k, 1) for s in state)
-        tok = torch.full((b * k,), BOS, dtype=torch.long, device=dev)
-        scores = torch.full((b, k), -math.inf, device=dev)
-        scores[:, 0] = 0.0  # one live beam at the start, so the K first candidates differ
-        finished = torch.zeros(b, k, dtype=torch.bool, device=dev)
-        seqs = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
-        only_pad = torch.full((v,), -math.inf, device=dev)
-        only_pad[PAD] = 0.0
-        rows = torch.arange(b, device=dev).unsqueeze(1)
-        for _ in range(steps):
-            logp, state = self._step(tok, state, mem)
-            logp = torch.where(finished.unsqueeze(2), only_pad, logp.view(b, k, v))  # finished beams only pad
-            top, idx = (scores.unsqueeze(2) + logp).view(b, -1).topk(k, dim=1)  # (B, K)
-            src, tok2 = idx // v, idx % v
-            seqs = torch.cat([seqs[rows, src], tok2.unsqueeze(2)], 2)
-            finished = finished[rows, src] | (tok2 == EOS)
-            scores = top
-            flat = (rows * k + src).view(-1)
-            state = tuple(s[:, flat] for s in state)
-            tok = tok2.view(-1)
-            if bool(finished.all()):
-                break
-        best = scores.argmax(1)
-        return _cut_at_eos(seqs[torch.arange(b, device=dev), best])
+        state = decoding.take_state(state, torch.arange(len(x), device=mem.frames.device).repeat_interleave(k))
+        return decoding.beam_decode(
+            lambda tok, st: self._step(tok, st, mem), state, len(x), k, v, steps, mem.frames.device
+        )
 
     # -- pretraining ------------------------------------------------------------------------------
     def init_frame_encoder(self, conv_ae: nn.Module) -> VideoCaptionNet:

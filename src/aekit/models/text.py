@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..text.batching import pack, trim
 from ..text.vocab import BOS, EOS, PAD, SPECIALS, UNK
+from . import decoding
 from .base import make_activation
 from .registry import register_model
 
@@ -196,23 +197,20 @@ class Seq2SeqAE(TokenModel):
         logits[..., BOS] = -math.inf
         return logits
 
+    def _next_logp(self, zk: Tensor):
+        """The decoder step of :mod:`.decoding` for codes ``zk``: (tokens, state) -> (log-probs, state)."""
+
+        def step(tok: Tensor, state):
+            h, state = self._step(tok, zk, state)
+            return F.log_softmax(self._logits_no_specials(self.head(h)).float(), -1), state
+
+        return step
+
     @torch.no_grad()
     def decode(self, z: Tensor, max_len: int | None = None) -> Tensor:
         """Greedy decoding: codes (B, L) -> ids (B, T), cut at <eos> and right-padded with PAD."""
         steps = (max_len or self.max_len) + 1
-        tok = torch.full((len(z),), BOS, dtype=torch.long, device=z.device)
-        state = self._initial_state(z)
-        done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
-        out = []
-        for _ in range(steps):
-            h, state = self._step(tok, z, state)
-            tok = self._logits_no_specials(self.head(h)).argmax(1)
-            tok = torch.where(done, torch.full_like(tok, PAD), tok)
-            out.append(tok)
-            done |= tok == EOS
-            if bool(done.all()):
-                break
-        return _cut_at_eos(torch.stack(out, 1))
+        return decoding.greedy_decode(self._next_logp(z), self._initial_state(z), len(z), steps, z.device)
 
     @torch.no_grad()
     def beam_decode(self, z: Tensor, beam: int = 5, max_len: int | None = None) -> Tensor:
@@ -223,46 +221,17 @@ class Seq2SeqAE(TokenModel):
         """
         if beam < 1:
             raise ConfigError(f"beam must be >= 1, got {beam}")
-        b, v = len(z), self.config.vocab_size
-        k = min(beam, v - 2)
-        steps = (max_len or self.max_len) + 1
+        k = min(beam, self.config.vocab_size - 2)
         zk = z.repeat_interleave(k, 0)  # (B*K, L)
-        state = self._initial_state(zk)
-        tok = torch.full((b * k,), BOS, dtype=torch.long, device=z.device)
-        scores = torch.full((b, k), -math.inf, device=z.device)
-        scores[:, 0] = 0.0  # one live beam at the start, so the K first candidates differ
-        finished = torch.zeros(b, k, dtype=torch.bool, device=z.device)
-        seqs = torch.zeros(b, k, 0, dtype=torch.long, device=z.device)
-        only_pad = torch.full((v,), -math.inf, device=z.device)
-        only_pad[PAD] = 0.0
-        rows = torch.arange(b, device=z.device).unsqueeze(1)
-        for _ in range(steps):
-            h, state = self._step(tok, zk, state)
-            logp = F.log_softmax(self._logits_no_specials(self.head(h)).float(), -1).view(b, k, v)
-            logp = torch.where(finished.unsqueeze(2), only_pad, logp)  # finished beams only pad
-            top, idx = (scores.unsqueeze(2) + logp).view(b, -1).topk(k, dim=1)  # (B, K)
-            src, tok2 = idx // v, idx % v
-            seqs = torch.cat([seqs[rows, src], tok2.unsqueeze(2)], 2)
-            finished = finished[rows, src] | (tok2 == EOS)
-            scores = top
-            flat = (rows * k + src).view(-1)
-            state = tuple(s[:, flat] for s in state) if self.is_lstm else state[:, flat]
-            tok = tok2.view(-1)
-            if bool(finished.all()):
-                break
-        best = scores.argmax(1)
-        return _cut_at_eos(seqs[torch.arange(b, device=z.device), best])
+        steps = (max_len or self.max_len) + 1
+        return decoding.beam_decode(
+            self._next_logp(zk), self._initial_state(zk), len(z), k, self.config.vocab_size, steps, z.device
+        )
 
     def reconstruct(self, x: Tensor, beam: int = 1) -> Tensor:
         """Ids of the decoded sentences (greedy, or beam search with ``beam > 1``)."""
         z = self.encode(x)
         return self.decode(z) if beam == 1 else self.beam_decode(z, beam)
-
-
-def _cut_at_eos(seq: Tensor) -> Tensor:
-    """Replace <eos> and everything after it by PAD."""
-    after = (seq == EOS).long().cumsum(1) > 0
-    return seq.masked_fill(after, PAD)
 
 
 # -- recursive autoencoder ---------------------------------------------------------------------------
