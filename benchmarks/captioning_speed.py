@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-PRESETS = {"video_captioner": None, "spatial": "spatial", "frame_bag": "frame_bag"}
+PRESETS = {"video_captioner": "frames", "spatial": "spatial", "frame_bag": "frame_bag"}
 
 
 def main() -> None:

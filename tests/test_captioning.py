@@ -53,9 +53,9 @@ def _clips(small_digits, n, n_digits=1, seed=0):
 
 @pytest.fixture(scope="module")
 def fitted(small_digits):
-    """A tiny captioner fitted once on 160 one-digit clips (a few seconds)."""
+    """A tiny captioner (attention over whole frames) fitted once on 160 one-digit clips (a few seconds)."""
     s = _clips(small_digits, 160)
-    est = VideoCaptioner(epochs=3, batch_size=16, lr=3e-3, warmup_steps=5, val_fraction=0.1, **TINY)
+    est = VideoCaptioner(preset="frames", epochs=3, batch_size=16, lr=3e-3, warmup_steps=5, val_fraction=0.1, **TINY)
     return est.fit(s.frames, s.captions), s
 
 
@@ -348,7 +348,7 @@ def test_cli_make_data_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     assert code == 0, out
     assert (data / "train.npz").is_file() and (data / "examples" / "test_001.gif").is_file()
     assert_fails(capsys, ["caption", "make-data", "--out", data], "already exists")
-    code, out = run_cli(capsys, "caption", "train", "--data", data, "--out", run, "--epochs", 1,
+    code, out = run_cli(capsys, "caption", "train", "--data", data, "--out", run, "--epochs", 1, "--preset", "frames",
                         "--channels", "4,8", "--hidden", 16, "--frame-dim", 16, "--quiet")
     assert code == 0, out
     assert {"aekit.json", "model.safetensors", "metrics.json", "history.csv", "examples.png"} <= {
@@ -369,11 +369,14 @@ def test_cli_make_data_train_evaluate_predict(tmp_path, capsys, monkeypatch):
                  "not an aekit")
     assert_fails(capsys, ["caption", "predict", run, "--clip", data / "examples" / "test_000.gif",
                           "--attention", tmp_path / "a.png"], "spatial attention")
-    # with spatial attention: the run and the prediction get an attention sheet
+    # spatial attention (the default): the run and the prediction get an attention sheet
     code, out = run_cli(capsys, "caption", "train", "--data", data, "--out", tmp_path / "sp", "--epochs", 1,
-                        "--preset", "spatial", "--channels", "4,8", "--hidden", 16, "--frame-dim", 16, "--quiet")
+                        "--channels", "4,8", "--hidden", 16, "--frame-dim", 16, "--quiet")
     assert code == 0, out
     assert (tmp_path / "sp" / "attention.png").is_file()
+    assert json.loads((tmp_path / "sp" / "aekit.json").read_text())["model_config"]["spatial_attention"] is True
+    assert_fails(capsys, ["caption", "train", "--data", data, "--out", tmp_path / "fb", "--frame-bag",
+                          "--preset", "wide"], "give one of them")
     code, out = run_cli(capsys, "caption", "predict", tmp_path / "sp", "--clip", data / "examples" / "test_000.gif")
     assert code == 0 and "attention" in out, out
     assert (tmp_path / "test_000_attention.png").is_file()

@@ -103,6 +103,8 @@ class VideoCaptionerConfig:
 @register_model(
     "video_captioner",
     presets={
+        # attention over whole frames only (the config's defaults): cheaper, for one moving thing
+        "frames": dict(),
         "small": dict(channels=(8, 16, 32), frame_dim=64, hidden=64, embed_dim=16),
         "wide": dict(channels=(16, 32, 32, 64), frame_dim=192, hidden=192),
         "frame_bag": dict(temporal=False),

@@ -50,10 +50,12 @@ class VideoCaptioner(BaseEstimator):
 
     Parameters
     ----------
-    preset : str, optional
-        A ``video_captioner`` preset (``small``, ``wide``, ``frame_bag``, ``pooled``, ``spatial``);
-        the options below override it. ``spatial`` (attention over positions within frames) is
-        the best on moving digits: 0.985 exact match on one digit, 0.875 on two.
+    preset : str or None, default "spatial"
+        A ``video_captioner`` preset (``spatial``, ``frames``, ``small``, ``wide``, ``frame_bag``,
+        ``pooled``; None: the model's config defaults, as ``frames``); the options below override
+        it. ``spatial`` (attention over positions within frames) is the best on moving digits:
+        0.985 exact match on one digit and 0.875 on two, against 0.948 and 0.113 for ``frames``
+        (attention over whole frames only, about half the cost per step).
     cnn, channels, kernel_size, batch_norm, global_pool, frame_dim, hidden, embed_dim, feed_clip, temporal, dropout
     spatial_attention, spatial_dim, motion_hidden
         Model options (see :class:`aekit.models.captioner.VideoCaptionerConfig`); None keeps the
@@ -97,7 +99,7 @@ class VideoCaptioner(BaseEstimator):
     def __init__(
         self,
         *,
-        preset: str | None = None,
+        preset: str | None = "spatial",
         cnn: str | None = None,
         channels: tuple[int, ...] | None = None,
         kernel_size: int | None = None,
