@@ -267,9 +267,7 @@ class VideoCaptionNet(nn.Module):
         """
         if not self.config.spatial_attention:
             raise ConfigError("attention maps need a captioner built with spatial_attention=True (preset 'spatial')")
-        mem, state = self._encode(x)
-        prev = F.pad(ids, (1, 0), value=BOS)
-        out, _ = self.decoder_rnn(self._inputs(prev, mem), state)
+        out, mem = self._teacher_forced(x, ids)
         a = self._spatial_weights(out, mem)  # (B, L + 1, T, P)
         w = int((mem.grid[:, 1] == mem.grid[0, 1]).sum())  # positions in the first row
         return a.view(*a.shape[:3], -1, w)
@@ -284,10 +282,14 @@ class VideoCaptionNet(nn.Module):
 
     def forward(self, x: Tensor, ids: Tensor) -> Tensor:
         """Teacher-forced logits (B, L + 1, vocab_size) of the captions ``ids`` (B, L) and their <eos>."""
+        return self._attend(*self._teacher_forced(x, ids))
+
+    def _teacher_forced(self, x: Tensor, ids: Tensor) -> tuple[Tensor, _Memory]:
+        """Decoder outputs (B, L + 1, hidden) reading <bos> + the captions ``ids``, and the clips' memory."""
         mem, state = self._encode(x)
         prev = F.pad(ids, (1, 0), value=BOS)  # (B, L + 1): <bos>, w_1, ..., w_L
         out, _ = self.decoder_rnn(self._inputs(prev, mem), state)  # one batched call over the caption
-        return self._attend(out, mem)
+        return out, mem
 
     def _inputs(self, prev: Tensor, mem: _Memory) -> Tensor:
         """Decoder inputs (B, L, embed_dim [+ hidden]) for previous tokens (B, L)."""
