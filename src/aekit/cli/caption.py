@@ -133,7 +133,7 @@ def train_cmd(
     from ..tasks.captioning import VideoCaptioner
     from ..video import write_attention_sheet, write_sheet
     from .main import console
-    from .runs import _write_history
+    from .runs import _scores, _write_history
 
     if out.exists() and not overwrite:
         raise RunExistsError(f"run folder {out} already exists; pass --overwrite or choose another --out")
@@ -173,7 +173,7 @@ def train_cmd(
             words, maps = est.attention(frames[idx[0]], pred[0])
             write_attention_sheet(tmp / "attention.png", frames[idx[0]], words, maps)
         write_dir(tmp, est)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and isinstance(v, float))
+    shown = _scores(metrics, prefix="val_")
     console.print(
         f"trained the captioner on {len(frames):,} clips ({est.n_epochs_} epochs, {seconds:.0f} s)"
         + (f"; held out: {shown}" if shown else "") + f" -> [bold]{out}[/bold]", highlight=False,
@@ -191,6 +191,7 @@ def evaluate_cmd(
 ) -> None:
     """Exact match, BLEU-4 and slot accuracies (digit, direction, bounce) on a test set."""
     from .main import console
+    from .runs import _scores
 
     if out.suffix.lower() != ".json":
         raise ConfigError(f"--out must be a .json file, got {out}")
@@ -200,7 +201,7 @@ def evaluate_cmd(
     rep = est.evaluate(frames, captions, beam=beam, allow_unknown=allow_unknown)
     rep.update(seconds=round(time.perf_counter() - t0, 2), run=str(run), data=str(data))
     write_json(out, rep)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in rep.items() if isinstance(v, float) and k != "seconds")
+    shown = _scores(rep, skip=("seconds",))
     console.print(f"{rep['n_clips']:,} clips: {shown}", highlight=False)
     console.print(f"metrics: [bold]{out}[/bold]", highlight=False)
 

@@ -278,6 +278,13 @@ def _write_pending_meta(out: Path, model, doc: dict[str, Any]) -> None:
     )
 
 
+def _scores(values: dict[str, Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> str:
+    """'k 0.1234, ...' for the float values whose key starts with ``prefix`` (for one-line reports)."""
+    return ", ".join(
+        f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float) and k.startswith(prefix) and k not in skip
+    )
+
+
 def _write_history(path: Path, records: list[dict]) -> None:
     keys: list[str] = []
     for r in records:

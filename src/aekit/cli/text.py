@@ -133,7 +133,7 @@ def train_cmd(
     from ..io.persistence import staged_dir, write_dir
     from ..tasks.text import SentimentRAE, TextAutoencoder
     from .main import console
-    from .runs import _write_history
+    from .runs import _scores, _write_history
 
     if model not in MODELS:
         raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -184,7 +184,7 @@ def train_cmd(
         write_json(tmp / "metrics.json", metrics)
         _write_history(tmp / "history.csv", est.history_)
         write_dir(tmp, est)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and isinstance(v, float))
+    shown = _scores(metrics, prefix="val_")
     console.print(
         f"trained {model} on {len(train_s):,} sentences ({est.n_epochs_} epochs, {seconds:.0f} s)"
         + (f"; held out {len(val_s):,}: {shown}" if shown else "") + f" -> [bold]{out}[/bold]",
@@ -204,6 +204,7 @@ def evaluate_cmd(
     """Accuracy of a recursive autoencoder, or reconstruction metrics of a seq2seq autoencoder."""
     from ..tasks.text import SentimentRAE
     from .main import console
+    from .runs import _scores
 
     if out.suffix.lower() != ".json":
         raise ConfigError(f"--out must be a .json file, got {out}")
@@ -233,7 +234,7 @@ def evaluate_cmd(
     rep["run"] = str(run)
     rep["data"] = [str(f) for f in files]
     write_json(out, rep)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in rep.items() if isinstance(v, float))
+    shown = _scores(rep)
     console.print(f"{rep.get('n_sentences', len(sentences)):,} sentences: {shown}", highlight=False)
     console.print(f"metrics: [bold]{out}[/bold]", highlight=False)
 
